@@ -1,0 +1,129 @@
+"""The offline answerer: quote the best supporting sentences verbatim, with citations, or abstain."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from qa.answer import ABSTAIN_TEXT
+from qa.answer.qtype import has_answer_type, question_type
+from qa.retrieve import Corpus, Retrieval, lexical_terms, _stemmer
+from qa.text import words
+from qa.types import Answer, Citation
+
+# Weights and thresholds, tuned on eval/gold.jsonl and the SQuAD slice (see README, Quality).
+W_DENSE = 1.0
+W_COVERAGE = 0.6
+W_TYPE = 0.15
+W_RANK = 4.0
+ABSTAIN_DENSE = 0.35
+ABSTAIN_COVERAGE = 0.5
+SECOND_RATIO = 0.85
+STRICT_TYPES = ("name", "number", "date", "place")
+TYPED_POOL = 3
+TYPED_MARGIN = 0.8
+
+
+@dataclass
+class Candidate:
+    chunk: int
+    index: int
+    score: float
+    dense: float
+    coverage: float
+    typed: bool
+
+
+class ExtractiveAnswerer:
+    """Scores every sentence of the retrieved chunks and quotes at most `max_sentences` of them."""
+
+    mode = "extractive"
+
+    def __init__(self, *, max_sentences: int = 2) -> None:
+        self.max_sentences = max_sentences
+        self.stemmer = _stemmer()
+
+    def answer(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> Answer:
+        candidates = self.rank(question, retrieval, corpus, context=context)
+        best = self._pick(question_type(question), candidates)
+        if best is None:
+            return Answer(text=ABSTAIN_TEXT, abstained=True, mode=self.mode, question=question)
+        chosen = [best]
+        for cand in candidates:
+            if cand is best:
+                continue
+            if len(chosen) >= self.max_sentences:
+                break
+            if cand.score >= SECOND_RATIO * chosen[0].score and cand.coverage > 0:
+                chosen.append(cand)
+        chosen.sort(key=lambda c: (retrieval.chunks.index(corpus.chunks[c.chunk]), c.index))
+        parts: list[str] = []
+        citations: list[Citation] = []
+        for n, cand in enumerate(chosen, start=1):
+            chunk = corpus.chunks[cand.chunk]
+            sentence = chunk.sentences[cand.index]
+            quote = chunk.text[sentence.start - chunk.start : sentence.end - chunk.start]
+            parts.append(f"{quote} [{n}]")
+            citations.append(
+                Citation(
+                    n=n,
+                    source=chunk.source,
+                    title=chunk.title,
+                    paragraph=chunk.paragraph,
+                    start=sentence.start,
+                    end=sentence.end,
+                    quote=quote,
+                    score=round(cand.score, 4),
+                    chunk_id=chunk.id,
+                    passage=chunk.text,
+                )
+            )
+        return Answer(text=" ".join(parts), citations=citations, mode=self.mode, question=question)
+
+    def rank(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> list[Candidate]:
+        kind = question_type(question)
+        q_words = set(words(question)) | set(words(context))
+        terms = self._weighted_terms(question, context, corpus)
+        total = sum(terms.values()) or 1.0
+        chunk_rank = {corpus.position[c.id]: r for r, c in enumerate(retrieval.chunks)}
+        out: list[Candidate] = []
+        for (ci, si), s in retrieval.sentences.items():
+            chunk = corpus.chunks[ci]
+            text = chunk.sentence_texts()[si]
+            present = set(lexical_terms(text, self.stemmer))
+            coverage = sum(w for t, w in terms.items() if t in present) / total
+            typed = has_answer_type(kind, text, q_words)
+            rank_bonus = 1.0 / (60 + chunk_rank.get(ci, 10) + 1) + s.rrf
+            score = W_DENSE * s.dense + W_COVERAGE * coverage + W_TYPE * typed + W_RANK * rank_bonus
+            out.append(Candidate(ci, si, score, s.dense, coverage, typed))
+        out.sort(key=lambda c: -c.score)
+        return out
+
+    def _weighted_terms(self, question: str, context: str, corpus: Corpus) -> dict[str, float]:
+        n = max(len(corpus.sentence_owner), 1)
+        weights: dict[str, float] = {}
+        for text, factor in ((question, 1.0), (context, 0.5)):
+            for term in lexical_terms(text, self.stemmer):
+                df = corpus.doc_freq.get(term, 0)
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                weights[term] = max(weights.get(term, 0.0), factor * idf)
+        return weights
+
+    @staticmethod
+    def _pick(kind: str, candidates: list[Candidate]) -> Candidate | None:
+        """The sentence to quote first, or None to abstain.
+
+        Questions that want a name, number, date or place need a sentence holding one the
+        question doesn't already state; others need enough meaning or key-term overlap.
+        """
+        if not candidates:
+            return None
+        best = candidates[0]
+        if kind in STRICT_TYPES:
+            typed = [c for c in candidates[:TYPED_POOL] if c.typed]
+            if not typed or typed[0].score < TYPED_MARGIN * best.score:
+                return None
+            best = typed[0]
+        if best.dense < ABSTAIN_DENSE and best.coverage < ABSTAIN_COVERAGE:
+            return None
+        return best

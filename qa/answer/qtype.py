@@ -1,0 +1,102 @@
+"""What kind of answer a question wants, and whether a sentence holds one that the question doesn't already say."""
+
+from __future__ import annotations
+
+import re
+
+_MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
+_DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
+_DATE = re.compile(
+    rf"\b(?:{_MONTHS}\b|{_DAYS}\b|(?:1[0-9]|20)\d\d(?:s)?\b|\d{{1,2}}(?:st|nd|rd|th)\b|(?:centur|decade)(?:y|ies)\b|"
+    r"yesterday|today|tomorrow|(?:last|next) (?:week|month|year)|\d+ (?:BC|AD|BCE|CE)\b)",
+)
+_NUMBER = re.compile(
+    r"(?:\$|£|€)?\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+    r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|dozens|"
+    r"hundreds|thousands|millions|half|several|unknown number)\b",
+    re.IGNORECASE,
+)
+_CAPITALISED = re.compile(r"\b[A-Z][\w’'\-]*(?:\.\s?[A-Z][\w’'\-]*)*(?:\s+(?:of\s+|de\s+|the\s+)?[A-Z][\w’'\-]*)*")
+# Role words name a person's position, not the person.
+_TITLES = {
+    "president", "minister", "prime", "secretary", "general", "king", "queen", "prince", "princess", "chancellor",
+    "senator", "governor", "mayor", "director", "chairman", "chief", "officer", "ambassador", "pope", "emperor",
+    "mr", "mrs", "ms", "dr", "sir", "lord", "lady", "the", "a", "an", "however", "but", "and", "in", "on", "at",
+}
+_LOCATIVE = re.compile(r"\b(?:in|at|from|to|into|near|across|throughout|toward|towards)\s+(?:the\s+)?$", re.IGNORECASE)
+_DEMONYM = re.compile(r"^[A-Z][a-z]+(?:ian|ean|ese|ish|ic|an|i)$")
+
+QUESTION_TYPES = ("number", "date", "name", "person", "place", "entity", "other")
+
+
+def question_type(question: str) -> str:
+    q = question.lower().strip()
+    if re.search(r"\bhow (many|much|long|far|old|large|big|high|often)\b|\bwhat (percentage|percent|number|amount|proportion|share)\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\b(what|which)\b(\s+\w+){0,3}\s+(year|date|day|month|century|decade)\b|\bwhat time\b", q):
+        return "date"
+    if re.search(r"\bwhat\b.*\bname\b|\bwhat (is|was|are|were) (he|she|they) called\b", q):
+        return "name"
+    if re.search(r"\bwho(m|se)?\b|\bwhich (person|man|woman|leader|official|politician)\b", q):
+        return "person"
+    if re.search(r"\bwhere\b|\b(which|what)\b(\s+\w+){0,2}\s+(country|countries|city|cities|state|place|region|continent|town|nation|province|village)\b", q):
+        return "place"
+    if re.search(r"\bwhich\b", q):
+        return "entity"
+    return "other"
+
+
+def entities(sentence: str) -> list[tuple[int, str]]:
+    """Capitalised runs with their offsets; a sentence's first word counts only if the next is capitalised too."""
+    found = []
+    for m in _CAPITALISED.finditer(sentence):
+        text = m.group()
+        if m.start() == 0 and " " not in text:
+            continue
+        found.append((m.start(), text))
+    return found
+
+
+def _new_parts(entity: str, question_words: set[str]) -> list[list[str]]:
+    """Segments of `entity` left after removing words the question already has and role words."""
+    tokens = entity.replace(".", ". ").split()
+    segments: list[list[str]] = [[]]
+    flanked: list[bool] = [False]
+    for tok in tokens:
+        key = tok.lower().strip("’'.,")
+        key = re.sub(r"[’']s$", "", key)
+        if key in question_words or key in _TITLES:
+            if segments[-1]:
+                flanked[-1] = flanked[-1] or key in question_words
+                segments.append([])
+                flanked.append(key in question_words)
+            else:
+                flanked[-1] = flanked[-1] or key in question_words
+            continue
+        segments[-1].append(tok)
+    # A lone word glued to a word of the question ("Vladimir" of "Vladimir Dzhabarov") is the same entity.
+    return [s for s, f in zip(segments, flanked) if s and (len(s) >= 2 or not f)]
+
+
+def has_answer_type(kind: str, sentence: str, question_words: set[str]) -> bool:
+    """Does `sentence` hold something of the wanted kind that the question doesn't already say?"""
+    if kind == "number":
+        return any(m.group().lower().strip("$£€") not in question_words for m in _NUMBER.finditer(sentence))
+    if kind == "date":
+        return any(m.group().lower() not in question_words for m in _DATE.finditer(sentence))
+    if kind in ("name", "person", "place", "entity"):
+        for start, entity in entities(sentence):
+            parts = _new_parts(entity, question_words)
+            if not parts:
+                continue
+            if kind in ("name", "person"):
+                locative = _LOCATIVE.search(sentence[:start]) is not None
+                if locative or all(len(p) == 1 and _DEMONYM.match(p[0]) for p in parts):
+                    continue
+            return True
+        if kind == "entity":
+            return any(m.group().lower() not in question_words for m in _NUMBER.finditer(sentence)) or bool(
+                _DATE.search(sentence)
+            )
+        return False
+    return True

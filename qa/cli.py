@@ -1,0 +1,136 @@
+"""`qa` on the command line: parse, call the engine, print. Errors are one line and exit 1."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings() -> Any:
+    from pydantic import ValidationError
+
+    from qa.errors import ConfigError
+    from qa.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "QA_" + str(first["loc"][0]).upper() if first.get("loc") else "a QA_ setting"
+        raise ConfigError(f"Bad setting {name}: {first['msg']}.") from None
+
+
+def _engine() -> Any:
+    from qa.engine import Engine
+
+    return Engine(_settings())
+
+
+def friendly_errors(func: F) -> F:
+    """QAError → `Error: message`, exit 1; anything else → one line too, unless QA_DEBUG=1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from qa.errors import QAError
+
+        try:
+            return func(*args, **kwargs)
+        except QAError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if os.environ.get("QA_DEBUG") == "1":
+                raise
+            raise click.ClickException(
+                f"Unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (set QA_DEBUG=1 for a traceback)"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
+def main(verbose: bool) -> None:
+    """Grounded question answering over your documents, with citations."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    for noisy in ("chromadb", "httpx", "urllib3", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
+    logging.getLogger("qa").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@main.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@friendly_errors
+def ingest(folder: Path | None, as_json: bool, progress: bool | None) -> None:
+    """Index FOLDER (default: QA_SEEDS_DIR) incrementally: only new or changed files are embedded."""
+    engine = _engine()
+    report = engine.ingest(folder, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    for source, reason in report.skipped.items():
+        click.echo(f"warning: skipped {source}: {reason}", err=True)
+    click.echo(
+        f"Indexed {folder or engine.settings.seeds_dir}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
+        f"{report.chunks_embedded} chunks embedded, {report.chunks_deleted} deleted in {report.seconds:.1f}s."
+    )
+
+
+@main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="Print the Answer as JSON.")
+@click.option("-k", "--top-k", type=int, default=None, help="Passages to retrieve (default QA_TOP_K).")
+@friendly_errors
+def ask(question: str, as_json: bool, top_k: int | None) -> None:
+    """Answer QUESTION from the indexed documents, with numbered sources."""
+    answer = _engine().ask(question, k=top_k)
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        return
+    click.echo(render_answer(answer))
+
+
+def render_answer(answer: Any) -> str:
+    lines = [answer.text]
+    if answer.notice:
+        lines.append(f"({answer.notice})")
+    if answer.citations:
+        lines.append("")
+        lines.append("Sources:")
+        for c in answer.citations:
+            lines.append(f"  [{c.n}] {c.source}, paragraph {c.paragraph} (chars {c.start}-{c.end}): “{c.quote}”")
+    lines.append("")
+    lines.append(f"mode: {answer.mode}" + ("" if answer.grounded else " (ungrounded: no valid citation)"))
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@friendly_errors
+def info(as_json: bool) -> None:
+    """Show the store, collection, chunk count, embedding model and answering mode."""
+    data = _engine().info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        click.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Errors a user can act on. Each message says what to do next.
+
+    QAError
+    ├── ConfigError           a setting or an optional extra is missing or wrong
+    ├── InputError            a question or file we refuse (empty, too long, unreadable)
+    ├── IndexMissingError     nothing ingested yet
+    ├── StoreError            the Chroma store can't be reached or opened
+    ├── PromptError           a prompt template is missing or lacks a variable
+    └── LLMError              the language model failed
+        ├── LLMAuthError          the key was refused
+        └── LLMUnavailableError   unreachable, timing out, or answering garbage
+"""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base of every error `qa` raises on purpose; its message is meant for the user."""
+
+
+class ConfigError(QAError):
+    pass
+
+
+class InputError(QAError):
+    pass
+
+
+class IndexMissingError(QAError):
+    pass
+
+
+class StoreError(QAError):
+    pass
+
+
+class PromptError(QAError):
+    pass
+
+
+class LLMError(QAError):
+    pass
+
+
+class LLMAuthError(LLMError):
+    pass
+
+
+class LLMUnavailableError(LLMError):
+    pass

@@ -1,0 +1,77 @@
+"""All settings in one place: read once from `QA_*` variables (and `.env`), then passed around."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_prompts_dir() -> Path:
+    # Source checkout: prompts/ beside qa/; installed wheel: the packaged qa/prompts.
+    here = PROJECT_ROOT / "prompts"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent / "prompts"
+
+
+class Settings(BaseSettings):
+    """Every knob of `qa`. Each field is the env variable `QA_<NAME>`; see the README table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Corpus and storage
+    seeds_dir: Path = Field(Path("seeds"), description="Folder indexed by default.")
+    data_dir: Path = Field(Path(".qa"), description="Where the store, caches, logs and feedback live.")
+    collection: str = Field("qa", description="Chroma collection name.")
+    chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store in data_dir.")
+    chroma_port: int = Field(8000, description="Chroma server port.")
+
+    # Chunking and embeddings
+    max_file_mb: int = Field(20, description="Larger files are skipped at ingest with a warning.")
+    chunk_tokens: int = Field(200, description="Max word pieces per chunk (the encoder reads 256).")
+    embed_model: str = Field("minilm", description="`minilm` (bundled, offline) or `openai`.")
+    openai_embed_model: str = Field("text-embedding-3-small", description="Model name when embed_model=openai.")
+    embed_batch_size: int = Field(64, description="Sentences per embedding batch during ingest.")
+
+    # Retrieval and answering
+    top_k: int = Field(5, description="Passages retrieved per question.")
+    max_question_chars: int = Field(2000, description="Longer questions are refused.")
+    answer_sentences: int = Field(2, description="Max sentences in an extractive answer.")
+
+    # LLM (unset = extractive, offline)
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM server.")
+    llm_api_key: SecretStr | None = Field(None, description="API key for llm_base_url (optional).")
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias="OPENAI_API_KEY", description="OpenAI key; enables LLM mode against OpenAI."
+    )
+    llm_timeout: float = Field(30.0, description="Seconds per LLM request.")
+    llm_retries: int = Field(2, description="Retries on 429/5xx/timeouts before falling back to extractive.")
+    prompts_dir: Path = Field(default_factory=_default_prompts_dir, description="Folder of prompt templates.")
+
+    # Front ends
+    ui_auth: SecretStr | None = Field(None, description="`user:password` for the chat page's basic auth.")
+    ui_concurrency: int = Field(4, description="Gradio queue concurrency.")
+    max_upload_mb: int = Field(20, description="Largest file the chat page accepts.")
+    slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (GovSlack, tests).")
+
+    debug: bool = Field(False, description="Re-raise unexpected errors with a traceback.")
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_base_url or self.openai_api_key)
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "chroma"
+
+    def describe_store(self) -> str:
+        if self.chroma_host:
+            return f"chroma server http://{self.chroma_host}:{self.chroma_port}"
+        return f"embedded chroma at {self.store_path}"

@@ -1,0 +1,246 @@
+"""Chroma, through llama-index's ChromaVectorStore: an embedded PersistentClient or a `chroma run` server.
+
+Two collections per corpus: `<name>-sentences` holds one vector per sentence (what dense search
+ranks) and `<name>-chunks` holds the chunks with their provenance (what answers cite). A chunk is
+written after its sentences, so a chunk record means its file's work for that chunk is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from qa.errors import ConfigError, StoreError
+from qa.types import Chunk, Sentence
+
+if TYPE_CHECKING:
+    from qa.settings import Settings
+
+log = logging.getLogger(__name__)
+_BATCH = 1000
+
+
+@contextlib.contextmanager
+def chroma_errors(settings: Settings) -> Iterator[None]:
+    """Turn Chroma's and the network's exceptions into one clear StoreError."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as exc:  # chromadb raises many unrelated types; all mean "store unusable"
+        name = type(exc).__name__
+        text = str(exc).splitlines()[0] if str(exc) else name
+        if settings.chroma_host:
+            raise StoreError(
+                f"Cannot reach the Chroma server at http://{settings.chroma_host}:{settings.chroma_port} ({name}). "
+                f"Start it with `chroma run --path DIR --host {settings.chroma_host} --port {settings.chroma_port}` "
+                "or unset QA_CHROMA_HOST."
+            ) from None
+        if "readonly" in text.lower() or "read-only" in text.lower() or isinstance(exc, PermissionError):
+            raise StoreError(f"The store at {settings.store_path} is read-only; fix its permissions or set QA_DATA_DIR.") from None
+        if "locked" in text.lower():
+            raise StoreError(f"The store at {settings.store_path} is locked by another process; retry in a moment.") from None
+        raise StoreError(f"The store at {settings.store_path} failed: {text} ({name}).") from None
+
+
+@dataclass(frozen=True)
+class SentenceHit:
+    chunk_id: str
+    index: int
+    similarity: float
+
+
+def chunk_metadata(chunk: Chunk, root: str) -> dict[str, Any]:
+    return {
+        "source": chunk.source,
+        "title": chunk.title,
+        "paragraph": chunk.paragraph,
+        "start": chunk.start,
+        "end": chunk.end,
+        "root": root,
+        "file_hash": chunk.file_hash,
+        "sentences": json.dumps([[s.start, s.end] for s in chunk.sentences]),
+    }
+
+
+def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
+    return Chunk(
+        id=chunk_id,
+        source=str(meta["source"]),
+        title=str(meta.get("title", "")),
+        paragraph=int(meta["paragraph"]),
+        start=int(meta["start"]),
+        end=int(meta["end"]),
+        text=text,
+        sentences=tuple(Sentence(int(s), int(e)) for s, e in json.loads(str(meta["sentences"]))),
+        file_hash=str(meta.get("file_hash", "")),
+    )
+
+
+class Store:
+    """The corpus in Chroma: chunk records and sentence vectors, written and read through llama-index."""
+
+    def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
+        self.settings = settings
+        with chroma_errors(settings):
+            import chromadb
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
+            if settings.chroma_host:
+                self.client: Any = chromadb.HttpClient(
+                    host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+                )
+                self.client.heartbeat()
+            else:
+                if read_only and not (settings.store_path / "chroma.sqlite3").exists():
+                    self.client = None
+                    self.chunks = self.sentences = None
+                    return
+                settings.store_path.mkdir(parents=True, exist_ok=True)
+                self.client = chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
+            self.chunks = self._collection("chunks")
+            self.sentences = self._collection("sentences")
+            self.chunk_store = ChromaVectorStore(chroma_collection=self.chunks)
+            self.sentence_store = ChromaVectorStore(chroma_collection=self.sentences)
+
+    def _collection(self, kind: str) -> Any:
+        name = f"{self.settings.collection}-{kind}"
+        try:
+            return self.client.get_or_create_collection(
+                name=name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
+            )
+        except ValueError as exc:
+            raise ConfigError(f"Bad QA_COLLECTION {self.settings.collection!r}: {exc}") from None
+
+    @property
+    def exists(self) -> bool:
+        return self.chunks is not None
+
+    def count(self) -> int:
+        if not self.exists:
+            return 0
+        with chroma_errors(self.settings):
+            return int(self.chunks.count())
+
+    def generation(self) -> str:
+        """Changes whenever the corpus changes; keys caches built from it."""
+        if not self.exists:
+            return "empty"
+        with chroma_errors(self.settings):
+            meta = self.client.get_collection(self.chunks.name).metadata or {}
+            return f"{meta.get('generation', 'none')}:{self.chunks.count()}"
+
+    def _bump_generation(self) -> None:
+        self.chunks.modify(metadata={"generation": uuid.uuid4().hex})
+
+    def chunk_ids_by_source(self, root: str) -> dict[str, dict[str, str]]:
+        """`{source: {chunk_id: file_hash}}` for chunks ingested from `root`."""
+        out: dict[str, dict[str, str]] = {}
+        with chroma_errors(self.settings):
+            offset = 0
+            while True:
+                got = self.chunks.get(where={"root": root}, include=["metadatas"], limit=10_000, offset=offset)
+                for cid, meta in zip(got["ids"], got["metadatas"]):
+                    out.setdefault(str(meta["source"]), {})[cid] = str(meta.get("file_hash", ""))
+                if len(got["ids"]) < 10_000:
+                    return out
+                offset += 10_000
+
+    def add(self, chunks: Sequence[Chunk], sentence_vectors: Sequence[np.ndarray], *, root: str) -> None:
+        """Write sentence vectors, then the chunk records (chunk vector = mean of its sentences)."""
+        from llama_index.core.schema import TextNode
+
+        sentence_nodes: list[TextNode] = []
+        chunk_nodes: list[TextNode] = []
+        for chunk, vectors in zip(chunks, sentence_vectors):
+            for i, (sentence, text) in enumerate(zip(chunk.sentences, chunk.sentence_texts())):
+                sentence_nodes.append(
+                    TextNode(
+                        id_=f"{chunk.id}:{i}",
+                        text=text,
+                        embedding=vectors[i].tolist(),
+                        metadata={"chunk_id": chunk.id, "index": i, "source": chunk.source, "root": root,
+                                  "start": sentence.start, "end": sentence.end},
+                    )
+                )
+            mean = vectors.mean(axis=0)
+            mean /= max(float(np.linalg.norm(mean)), 1e-12)
+            chunk_nodes.append(
+                TextNode(id_=chunk.id, text=chunk.text, embedding=mean.tolist(), metadata=chunk_metadata(chunk, root))
+            )
+        with chroma_errors(self.settings):
+            for i in range(0, len(sentence_nodes), _BATCH):
+                self._upsert(self.sentence_store, self.sentences, sentence_nodes[i : i + _BATCH])
+            for i in range(0, len(chunk_nodes), _BATCH):
+                self._upsert(self.chunk_store, self.chunks, chunk_nodes[i : i + _BATCH])
+            self._bump_generation()
+
+    @staticmethod
+    def _upsert(vector_store: Any, collection: Any, nodes: list[Any]) -> None:
+        # A re-run after a killed ingest may meet ids already written: replace them, never duplicate.
+        existing = set(collection.get(ids=[n.node_id for n in nodes], include=[])["ids"])
+        if existing:
+            collection.delete(ids=list(existing))
+        vector_store.add(nodes)
+
+    def delete(self, chunk_ids: Sequence[str]) -> None:
+        if not chunk_ids:
+            return
+        with chroma_errors(self.settings):
+            ids = list(chunk_ids)
+            for i in range(0, len(ids), _BATCH):
+                batch = ids[i : i + _BATCH]
+                self.sentences.delete(where={"chunk_id": {"$in": batch}})
+                self.chunk_store.delete_nodes(node_ids=batch)
+            self._bump_generation()
+
+    def all_chunks(self) -> list[Chunk]:
+        if not self.exists:
+            return []
+        out: list[Chunk] = []
+        with chroma_errors(self.settings):
+            offset = 0
+            while True:
+                got = self.chunks.get(include=["documents", "metadatas"], limit=10_000, offset=offset)
+                out.extend(chunk_from_record(i, d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"]))
+                if len(got["ids"]) < 10_000:
+                    break
+                offset += 10_000
+        out.sort(key=lambda c: (c.source, c.start))
+        return out
+
+    def dense_sentences(self, vector: np.ndarray, k: int) -> list[SentenceHit]:
+        """Nearest sentences by cosine similarity, through llama-index's vector store query."""
+        from llama_index.core.vector_stores.types import VectorStoreQuery
+
+        if not self.exists:
+            return []
+        with chroma_errors(self.settings):
+            n = self.sentences.count()
+            if n == 0:
+                return []
+            result = self.sentence_store.query(VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=min(k, n)))
+        hits = []
+        for node, sim in zip(result.nodes or [], result.similarities or []):
+            # ChromaVectorStore reports exp(-distance); cosine distance = 1 - cos.
+            cosine = 1.0 + float(np.log(max(sim, 1e-30)))
+            hits.append(SentenceHit(str(node.metadata["chunk_id"]), int(node.metadata["index"]), cosine))
+        return hits
+
+    def sentence_vectors(self, chunk_ids: Sequence[str]) -> dict[tuple[str, int], np.ndarray]:
+        if not chunk_ids or not self.exists:
+            return {}
+        with chroma_errors(self.settings):
+            got = self.sentences.get(where={"chunk_id": {"$in": list(chunk_ids)}}, include=["embeddings", "metadatas"])
+        return {
+            (str(m["chunk_id"]), int(m["index"])): np.asarray(e, dtype=np.float32)
+            for e, m in zip(got["embeddings"], got["metadatas"])
+        }

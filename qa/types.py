@@ -1,0 +1,103 @@
+"""Plain data that flows from the engine to every front end: Chunk, Citation, Answer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a chunk, by absolute character offsets into its source file."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A sentence-aligned slice of one paragraph, with where it came from."""
+
+    id: str
+    source: str
+    title: str
+    paragraph: int
+    start: int
+    end: int
+    text: str
+    sentences: tuple[Sentence, ...] = ()
+    file_hash: str = ""
+
+    def sentence_texts(self) -> list[str]:
+        return [self.text[s.start - self.start : s.end - self.start] for s in self.sentences]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where one `[n]` of an answer comes from: `quote == source_text[start:end]`."""
+
+    n: int
+    source: str
+    title: str
+    paragraph: int
+    start: int
+    end: int
+    quote: str
+    score: float
+    chunk_id: str = ""
+    passage: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Answer:
+    """What every front end renders: the text with inline `[n]` markers and their citations."""
+
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    abstained: bool = False
+    mode: str = "extractive"
+    timings: dict[str, float] = field(default_factory=dict)
+    grounded: bool = True
+    notice: str | None = None
+    question: str = ""
+    retrieval_query: str = ""
+    retrieved: list[Chunk] = field(default_factory=list)
+
+    def to_dict(self, *, with_retrieved: bool = False) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "question": self.question,
+            "text": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+            "abstained": self.abstained,
+            "grounded": self.grounded,
+            "mode": self.mode,
+            "notice": self.notice,
+            "retrieval_query": self.retrieval_query,
+            "timings": dict(self.timings),
+        }
+        if with_retrieved:
+            data["retrieved"] = [c.to_dict() for c in self.retrieved]
+        return data
+
+
+@dataclass
+class IngestReport:
+    """What `Engine.ingest` did, file by file."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    chunks_embedded: int = 0
+    chunks_deleted: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
