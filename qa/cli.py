@@ -59,7 +59,41 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands that live in their own modules (and pull heavy imports) load only when invoked."""
+
+    lazy: dict[str, tuple[str, str]] = {
+        # name: ("module:attribute", short help shown by `qa --help` without importing the module)
+        "chat": ("qa.ui:chat_command", "Start the chat page (Gradio) on the engine."),
+        "eval": ("qa.eval:eval_command", "Score the engine against a gold Q&A set; compare runs; gate CI."),
+        "feedback": ("qa.feedback:feedback_group", "Work with the feedback log (export it as gold data)."),
+        "slack": ("qa.slack:slack_command", "Run the Slack bot (Socket Mode or Events API over HTTP)."),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            import importlib
+
+            module_name, attribute = self.lazy[cmd_name][0].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                raise click.ClickException(f"`qa {cmd_name}` needs {exc.name}: run `make install`.") from None
+            command: click.Command = getattr(module, attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, self.commands[name].get_short_help_str(60)) for name in self.commands]
+        rows += [(name, help_text) for name, (_, help_text) in self.lazy.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logs.")
 def main(verbose: bool) -> None:
     """Grounded question answering over your documents, with citations."""

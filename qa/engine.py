@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +239,15 @@ class Engine:
             "total_ms": round((t2 - started) * 1000, 2),
         }
         return answer
+
+    def stream(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Iterator[str | Answer]:
+        """Yield text deltas as the answer is produced, then the final `Answer` as the last item.
+
+        The extractive answerer has its whole text at once, so it yields one delta.
+        """
+        answer = self.ask(question, history, k=k)
+        yield answer.text
+        yield answer
 
     def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Any]:
         """Just the ranked chunks, for inspection and evaluation."""
