@@ -15,13 +15,16 @@ from qa.types import Answer, Citation
 W_DENSE = 1.0
 W_COVERAGE = 0.6
 W_TYPE = 0.15
-W_RANK = 4.0
 ABSTAIN_DENSE = 0.35
 ABSTAIN_COVERAGE = 0.5
-SECOND_RATIO = 0.85
+SECOND_RATIO = 0.0
+OTHER_CHUNK_RATIO = 0.95
+SECOND_POOL = 3
+W_NOVEL = 0.2
+W_CHUNK = 0.2
 STRICT_TYPES = ("name", "number", "date", "place")
-TYPED_POOL = 3
-TYPED_MARGIN = 0.8
+TYPED_POOL = 2
+TYPED_MARGIN = 0.85
 
 
 @dataclass
@@ -49,12 +52,13 @@ class ExtractiveAnswerer:
         if best is None:
             return Answer(text=ABSTAIN_TEXT, abstained=True, mode=self.mode, question=question)
         chosen = [best]
-        for cand in candidates:
-            if cand is best:
+        # A second sentence from the same passage usually completes the first; one from another
+        # passage is quoted only when it scores nearly as well (it is wrong more often than not).
+        for cand in candidates[:SECOND_POOL]:
+            if cand is best or len(chosen) >= self.max_sentences:
                 continue
-            if len(chosen) >= self.max_sentences:
-                break
-            if cand.score >= SECOND_RATIO * chosen[0].score and cand.coverage > 0:
+            same_chunk = cand.chunk == best.chunk
+            if cand.score >= (SECOND_RATIO if same_chunk else OTHER_CHUNK_RATIO) * best.score and cand.coverage > 0:
                 chosen.append(cand)
         chosen.sort(key=lambda c: (retrieval.chunks.index(corpus.chunks[c.chunk]), c.index))
         parts: list[str] = []
@@ -86,6 +90,9 @@ class ExtractiveAnswerer:
         terms = self._weighted_terms(question, context, corpus)
         total = sum(terms.values()) or 1.0
         chunk_rank = {corpus.position[c.id]: r for r, c in enumerate(retrieval.chunks)}
+        chunk_score = {corpus.position[c.id]: s for c, s in zip(retrieval.chunks, retrieval.chunk_scores)}
+        top_chunk = max(retrieval.chunk_scores, default=1.0) or 1.0
+        question_terms = set(lexical_terms(question, self.stemmer))
         out: list[Candidate] = []
         for (ci, si), s in retrieval.sentences.items():
             chunk = corpus.chunks[ci]
@@ -93,8 +100,15 @@ class ExtractiveAnswerer:
             present = set(lexical_terms(text, self.stemmer))
             coverage = sum(w for t, w in terms.items() if t in present) / total
             typed = has_answer_type(kind, text, q_words)
-            rank_bonus = 1.0 / (60 + chunk_rank.get(ci, 10) + 1) + s.rrf
-            score = W_DENSE * s.dense + W_COVERAGE * coverage + W_TYPE * typed + W_RANK * rank_bonus
+            # Novelty: an answer says something the question doesn't; a restatement has nothing new.
+            novelty = len(present - question_terms) / max(len(present), 1)
+            score = (
+                W_DENSE * s.dense
+                + W_COVERAGE * coverage
+                + W_TYPE * typed
+                + W_NOVEL * novelty
+                + W_CHUNK * chunk_score.get(ci, 0.0) / top_chunk
+            )
             out.append(Candidate(ci, si, score, s.dense, coverage, typed))
         out.sort(key=lambda c: -c.score)
         return out

@@ -26,7 +26,12 @@ _TITLES = {
 _LOCATIVE = re.compile(r"\b(?:in|at|from|to|into|near|across|throughout|toward|towards)\s+(?:the\s+)?$", re.IGNORECASE)
 _DEMONYM = re.compile(r"^[A-Z][a-z]+(?:ian|ean|ese|ish|ic|an|i)$")
 
-QUESTION_TYPES = ("number", "date", "name", "person", "place", "entity", "other")
+QUESTION_TYPES = ("number", "date", "name", "person", "place", "entity", "reason", "other")
+_REASON = re.compile(
+    r"\b(because|due to|owing to|as a result|result(ed|s)? (in|from)|caus(e|ed|es|ing)|led to|lead to|so that|"
+    r"in order to|since|thanks to|reason|in response|in retaliation|retaliation|to (protect|prevent|avoid|ensure))\b",
+    re.IGNORECASE,
+)
 
 
 def question_type(question: str) -> str:
@@ -43,6 +48,8 @@ def question_type(question: str) -> str:
         return "place"
     if re.search(r"\bwhich\b", q):
         return "entity"
+    if re.search(r"^why\b|\bwhy (did|do|does|was|were|is|are|has|have|had)\b|\bwhat (caused|was the reason|is the reason)\b", q):
+        return "reason"
     return "other"
 
 
@@ -82,6 +89,8 @@ def has_answer_type(kind: str, sentence: str, question_words: set[str]) -> bool:
     """Does `sentence` hold something of the wanted kind that the question doesn't already say?"""
     if kind == "number":
         return any(m.group().lower().strip("$£€") not in question_words for m in _NUMBER.finditer(sentence))
+    if kind == "reason":
+        return _REASON.search(sentence) is not None
     if kind == "date":
         return any(m.group().lower() not in question_words for m in _DATE.finditer(sentence))
     if kind in ("name", "person", "place", "entity"):
