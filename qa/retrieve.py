@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 RRF_K = 60
 CANDIDATES = 50
-_CACHE_VERSION = 2
+_CACHE_VERSION = 4
 
 
 def _stemmer() -> Any:
@@ -60,7 +60,13 @@ class Corpus:
                 self.first_sentence[ci] = row
         stemmer = _stemmer()
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        # A sentence is about its document's title even when it says "it" or "their".
+        # Titles are left out of BM25 (they blur which paragraph matches) but count for coverage.
+        title_terms = {c.title: lexical_terms(c.title, stemmer) for c in chunks}
         tokens = [lexical_terms(t, stemmer) or ["\u2205"] for t in texts]
+        self.sentence_terms = [
+            frozenset(t + title_terms[chunks[ci].title]) for t, (ci, _) in zip(tokens, self.sentence_owner)
+        ]
         self.doc_freq: dict[str, int] = {}
         for toks in tokens:
             for term in set(toks):

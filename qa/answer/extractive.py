@@ -97,7 +97,7 @@ class ExtractiveAnswerer:
         for (ci, si), s in retrieval.sentences.items():
             chunk = corpus.chunks[ci]
             text = chunk.sentence_texts()[si]
-            present = set(lexical_terms(text, self.stemmer))
+            present = corpus.sentence_terms[corpus.sentence_row(ci, si)]
             coverage = sum(w for t, w in terms.items() if t in present) / total
             typed = has_answer_type(kind, text, q_words)
             # Novelty: an answer says something the question doesn't; a restatement has nothing new.
