@@ -40,12 +40,18 @@ def lexical_terms(text: str, stemmer: Any) -> list[str]:
     return list(stemmer.stemWords([w for w in words(text) if w not in STOPWORDS]))
 
 
+def _quiet_bm25s() -> None:
+    # bm25s sets its own logger to DEBUG on import, which would print through the CLI's handler.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
 class Corpus:
     """Everything retrieval keeps in memory: the chunks, a flat sentence table and its BM25 index."""
 
     def __init__(self, chunks: list[Chunk]) -> None:
         import bm25s
 
+        _quiet_bm25s()
         self.chunks = chunks
         self.position = {c.id: i for i, c in enumerate(chunks)}
         self.sentence_owner: list[tuple[int, int]] = []

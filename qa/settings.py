@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     ui_concurrency: int = Field(4, description="Gradio queue concurrency.")
     max_upload_mb: int = Field(20, description="Largest file the chat page accepts.")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (GovSlack, tests).")
+    slack_bot_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_BOT_TOKEN", description="Slack Bot User OAuth Token (xoxb-…); `qa slack` needs it."
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, validation_alias="SLACK_APP_TOKEN", description="Slack app-level token (xapp-…, connections:write) for Socket Mode."
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        None, validation_alias="SLACK_SIGNING_SECRET", description="Slack signing secret; verifies requests in HTTP mode."
+    )
 
     debug: bool = Field(False, description="Re-raise unexpected errors with a traceback.")
 

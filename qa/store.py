@@ -104,6 +104,12 @@ class Store:
                     self.client = None
                     self.chunks = self.sentences = None
                     return
+                if not settings.store_path.exists():
+                    # Chroma caches one client per path in-process; a folder deleted under a running
+                    # process would otherwise be served from that stale cache ("no such table").
+                    from chromadb.api.client import SharedSystemClient
+
+                    SharedSystemClient.clear_system_cache()
                 settings.store_path.mkdir(parents=True, exist_ok=True)
                 self.client = chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
             self.chunks = self._collection("chunks")

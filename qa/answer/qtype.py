@@ -8,7 +8,10 @@ _MONTHS = r"(?:January|February|March|April|May|June|July|August|September|Octob
 _DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _DATE = re.compile(
     rf"\b(?:{_MONTHS}\b|{_DAYS}\b|(?:1[0-9]|20)\d\d(?:s)?\b|\d{{1,2}}(?:st|nd|rd|th)\b|(?:centur|decade)(?:y|ies)\b|"
-    r"yesterday|today|tomorrow|(?:last|next) (?:week|month|year)|\d+ (?:BC|AD|BCE|CE)\b)",
+    r"yesterday|today|tomorrow|tonight|(?:last|next|this) (?:week|month|year|spring|summer|autumn|fall|winter)|"
+    r"\d+ (?:BC|AD|BCE|CE)\b|\d{1,2}(?::\d\d)?\s?(?:a\.?m\.?|p\.?m\.?)|o['’]clock|noon|midnight|"
+    r"\bat (?:\d{1,2}(?::\d\d)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)\b)",
+    re.IGNORECASE,
 )
 _NUMBER = re.compile(
     r"(?:\$|£|€)?\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
