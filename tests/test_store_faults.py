@@ -29,8 +29,9 @@ def _corpus(folder: Path, copies: int) -> Path:
     return folder
 
 
-def _answers(engine: Engine) -> list[tuple[str, list[tuple[str, int, int]]]]:
-    return [(a.text, [(c.source, c.start, c.end) for c in a.citations]) for a in map(engine.ask, QUESTIONS)]
+def _answers(engine: Engine) -> list[list[str]]:
+    # The copies tie with each other, so which copy is cited may differ; what is quoted may not.
+    return [sorted({c.quote for c in a.citations}) for a in map(engine.ask, QUESTIONS)]
 
 
 @pytest.mark.slow
