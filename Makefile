@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean
+.PHONY: install index run test ask clean chromium bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +27,20 @@ index: install
 ask: index
 	$(BIN)/qa ask "Who is the UN Secretary General mentioned?"
 
+# the chat page on http://127.0.0.1:7860 (Ctrl+C to stop)
 run: index
-	$(BIN)/qa ask "Who is the UN Secretary General mentioned?"
+	$(BIN)/qa chat
 
-test: install
+# Debian's Chromium for the browser tests (Playwright can't download browsers here; CI runs as root)
+chromium:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+test: install chromium
 	$(BIN)/python -m pytest -m "not stress" -q
+
+# Not part of `make test`: the full run takes an hour or more on 2 cores. Quick: make bench BENCH_ARGS="--sizes seed,1k"
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .qa .pytest_cache

@@ -128,14 +128,31 @@ def ingest(folder: Path | None, as_json: bool, progress: bool | None) -> None:
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print the Answer as JSON.")
 @click.option("-k", "--top-k", type=int, default=None, help="Passages to retrieve (default QA_TOP_K).")
+@click.option("--show-prompt", is_flag=True, help="Also print the prompts sent to the LLM (LLM mode).")
 @friendly_errors
-def ask(question: str, as_json: bool, top_k: int | None) -> None:
+def ask(question: str, as_json: bool, top_k: int | None, show_prompt: bool) -> None:
     """Answer QUESTION from the indexed documents, with numbered sources."""
     answer = _engine().ask(question, k=top_k)
     if as_json:
-        click.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(answer.to_dict(with_prompts=show_prompt), indent=2, ensure_ascii=False))
         return
+    if show_prompt:
+        click.echo(render_prompts(answer))
     click.echo(render_answer(answer))
+
+
+def render_prompts(answer: Any) -> str:
+    if not answer.prompts:
+        return "(No prompt: extractive mode sends nothing to a language model.)\n"
+    lines = []
+    for purpose, messages in answer.prompts.items():
+        lines.append(f"===== prompt: {purpose} =====")
+        for message in messages:
+            lines.append(f"----- {message['role']} -----")
+            lines.append(message["content"])
+    lines.append("===== end of prompts =====")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def render_answer(answer: Any) -> str:

@@ -11,11 +11,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa.errors import IndexMissingError, InputError
+from qa.errors import IndexMissingError, InputError, LLMError, QAError
 from qa.settings import Settings
 from qa.types import Answer, IngestReport
 
 if TYPE_CHECKING:
+    from qa.answer.extractive import ExtractiveAnswerer
+    from qa.answer.llm import LLMAnswerer
     from qa.embed import Embedder
     from qa.retrieve import Corpus, Retriever
     from qa.store import Store
@@ -29,6 +31,10 @@ _FOLLOW_UP = re.compile(
     re.IGNORECASE,
 )
 _EMBED_GROUP = 256  # chunks embedded and written per step: a killed ingest loses at most one step
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 2)
 
 
 def clean_question(question: str, *, limit: int) -> str:
@@ -82,7 +88,8 @@ class Engine:
         self._corpus: Corpus | None = None
         self._corpus_generation: str | None = None
         self._retriever: Retriever | None = None
-        self._answerer: Any = None
+        self._extractive: ExtractiveAnswerer | None = None
+        self._llm: LLMAnswerer | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> Engine:
@@ -136,16 +143,31 @@ class Engine:
 
     @property
     def answerer(self) -> Any:
+        """The answerer of the configured mode: the LLM one when QA_LLM_BASE_URL or OPENAI_API_KEY is set."""
+        return self.llm_answerer if self.settings.llm_enabled else self.extractive_answerer
+
+    @property
+    def extractive_answerer(self) -> ExtractiveAnswerer:
         with self._lock:
-            if self._answerer is None:
+            if self._extractive is None:
                 from qa.answer.extractive import ExtractiveAnswerer
 
-                self._answerer = ExtractiveAnswerer(max_sentences=self.settings.answer_sentences)
-            return self._answerer
+                self._extractive = ExtractiveAnswerer(max_sentences=self.settings.answer_sentences)
+            return self._extractive
+
+    @property
+    def llm_answerer(self) -> LLMAnswerer:
+        with self._lock:
+            if self._llm is None:
+                from qa.answer.llm import LLMAnswerer
+
+                self._llm = LLMAnswerer(self.settings)
+            return self._llm
 
     @property
     def mode(self) -> str:
-        return "extractive"
+        """`extractive`, or `llm:<model>` when an LLM is configured (a fallback answer still says `extractive`)."""
+        return f"llm:{self.settings.llm_model}" if self.settings.llm_enabled else "extractive"
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -220,6 +242,31 @@ class Engine:
 
     def ask(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Answer:
         """Answer `question` from the indexed documents, given the conversation so far."""
+        if self.settings.llm_enabled:
+            final: Answer | None = None
+            for item in self._llm_turn(question, history, k=k, stream=False):
+                if isinstance(item, Answer):
+                    final = item
+            assert final is not None
+            return final
+        return self._ask_extractive(question, history, k=k)
+
+    def stream(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Iterator[str | Answer]:
+        """Yield text deltas as the answer is produced, then the final `Answer` as the last item.
+
+        The deltas add up to the final `Answer.text`, with one exception: if the LLM fails after
+        some deltas were sent, the final item is the extractive answer with a `notice`, and front
+        ends should show it in place of the partial text. The extractive answerer has its whole
+        text at once, so it yields one delta.
+        """
+        if self.settings.llm_enabled:
+            yield from self._llm_turn(question, history, k=k, stream=True)
+            return
+        answer = self._ask_extractive(question, history, k=k)
+        yield answer.text
+        yield answer
+
+    def _ask_extractive(self, question: str, history: Sequence[Message | str] | None, *, k: int | None) -> Answer:
         started = time.perf_counter()
         question = clean_question(question, limit=self.settings.max_question_chars)
         self._require_index()
@@ -228,7 +275,7 @@ class Engine:
         t0 = time.perf_counter()
         retrieval = self.retriever.retrieve(query, k or self.settings.top_k)
         t1 = time.perf_counter()
-        answer = self.answerer.answer(question, retrieval, self.corpus, context=context)
+        answer = self.extractive_answerer.answer(question, retrieval, self.corpus, context=context)
         t2 = time.perf_counter()
         answer.question = question
         answer.retrieval_query = query
@@ -240,13 +287,89 @@ class Engine:
         }
         return answer
 
-    def stream(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Iterator[str | Answer]:
-        """Yield text deltas as the answer is produced, then the final `Answer` as the last item.
+    def _llm_turn(self, question: str, history: Sequence[Message | str] | None, *, k: int | None, stream: bool) -> Iterator[str | Answer]:
+        """LLM mode: condense a follow-up, retrieve, ask the model; on any LLM failure, the extractive answer + notice."""
+        question = clean_question(question, limit=self.settings.max_question_chars)
+        self._require_index()
+        llm = self.llm_answerer
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        llm.load()  # the first call imports llama-index (seconds): not pipeline overhead, not model latency
+        if (loaded := _ms(t, time.perf_counter())) > 1:
+            timings["llm_load_ms"] = loaded
+        started = time.perf_counter()
+        prompts: dict[str, list[Message]] = {}
+        query, emitted, llm_started = question, False, None
+        try:
+            if user_turns(history):
+                t = time.perf_counter()
+                prompts["condense"] = llm.prompts.condense_messages(question, history or [])
+                query = llm.condense(prompts["condense"], fallback=question)
+                timings["condense_ms"] = _ms(t, time.perf_counter())
+            t0 = time.perf_counter()
+            retrieval = self.retriever.retrieve(query, k or self.settings.top_k)
+            t1 = time.perf_counter()
+            prompts["answer"] = llm.answer_messages(query, retrieval.chunks)
+            llm_started = time.perf_counter()
+            timings["retrieve_ms"] = _ms(t0, t1)
+            timings["prompt_ms"] = _ms(t1, llm_started)
+            # Overhead before the first token that is ours, not the model's: everything but LLM calls.
+            timings["pipeline_ms"] = round(_ms(started, llm_started) - timings.get("condense_ms", 0.0), 2)
+            answer: Answer | None = None
+            for item in llm.generate(query, retrieval, self.corpus, stream=stream, messages=prompts["answer"]):
+                if isinstance(item, Answer):
+                    answer = item
+                    continue
+                if not emitted:
+                    timings["first_token_ms"] = _ms(started, time.perf_counter())
+                    emitted = True
+                yield item
+            assert answer is not None
+        except LLMError as exc:
+            yield from self._fall_back(question, history, k=k, reason=str(exc), emitted=emitted, prompts=prompts, timings=timings, llm_started=llm_started)
+            return
+        except QAError:
+            raise
+        except Exception as exc:
+            if self.settings.debug:
+                raise
+            log.warning("LLM answer failed unexpectedly (%s: %s); falling back to extractive", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            yield from self._fall_back(question, history, k=k, reason=f"unexpected {type(exc).__name__}", emitted=emitted, prompts=prompts, timings=timings, llm_started=llm_started)
+            return
+        done = time.perf_counter()
+        timings["llm_ms"] = _ms(llm_started, done)
+        timings["total_ms"] = _ms(started, done)
+        answer.question = question
+        answer.retrieval_query = query
+        answer.retrieved = list(retrieval.chunks)
+        answer.prompts = prompts
+        answer.timings = timings
+        yield answer
 
-        The extractive answerer has its whole text at once, so it yields one delta.
-        """
-        answer = self.ask(question, history, k=k)
-        yield answer.text
+    def _fall_back(
+        self,
+        question: str,
+        history: Sequence[Message | str] | None,
+        *,
+        k: int | None,
+        reason: str,
+        emitted: bool,
+        prompts: dict[str, list[Message]],
+        timings: dict[str, float],
+        llm_started: float | None,
+    ) -> Iterator[str | Answer]:
+        log.debug("language model unavailable: %s", reason)
+        failed_at = time.perf_counter()
+        answer = self._ask_extractive(question, history, k=k)
+        what = "stopped mid-answer" if emitted else "is unavailable"
+        reason = " ".join(reason.split())[:200]
+        answer.notice = f"The language model {what} ({reason}); showing the extractive answer."
+        answer.prompts = prompts
+        if llm_started is not None:
+            answer.timings["llm_ms"] = round((failed_at - llm_started) * 1000, 2)
+        answer.timings = {**timings, **answer.timings}
+        if not emitted:
+            yield answer.text
         yield answer
 
     def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Any]:
@@ -272,6 +395,7 @@ class Engine:
         return sorted(counts.values(), key=lambda d: d["source"])
 
     def info(self) -> dict[str, Any]:
+        from qa.answer.llm import server_url
         from qa.embed import bundled_model_dir
 
         embed = {"minilm": "all-MiniLM-L6-v2 (bundled, NumPy)", "minilm-torch": "all-MiniLM-L6-v2 (bundled, torch)"}
@@ -283,6 +407,7 @@ class Engine:
             "embedding_model": embed.get(self.settings.embed_model, f"openai:{self.settings.openai_embed_model}"),
             "model_dir": str(bundled_model_dir()),
             "mode": self.mode,
+            **({"llm_server": server_url(self.settings)} if self.settings.llm_enabled else {}),
         }
 
 

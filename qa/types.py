@@ -68,8 +68,10 @@ class Answer:
     question: str = ""
     retrieval_query: str = ""
     retrieved: list[Chunk] = field(default_factory=list)
+    # LLM mode: the messages sent, by purpose ("condense", "answer"); empty in extractive mode
+    prompts: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
-    def to_dict(self, *, with_retrieved: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, with_retrieved: bool = False, with_prompts: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
             "question": self.question,
             "text": self.text,
@@ -83,6 +85,8 @@ class Answer:
         }
         if with_retrieved:
             data["retrieved"] = [c.to_dict() for c in self.retrieved]
+        if with_prompts:
+            data["prompts"] = {purpose: [dict(m) for m in messages] for purpose, messages in self.prompts.items()}
         return data
 
 

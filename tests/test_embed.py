@@ -1,4 +1,4 @@
-"""The bundled encoder: verified by hash, and the NumPy path equals sentence-transformers'."""
+"""The bundled encoder: verified by hash, and both fast paths (NumPy, ONNX Runtime) equal sentence-transformers'."""
 
 from __future__ import annotations
 
@@ -12,16 +12,82 @@ from conftest import SEED_FILE
 from qa import ConfigError
 from qa.embed import MiniLM, TorchMiniLM, bundled_model_dir, verify_weights
 
+TEXTS = [line for line in SEED_FILE.read_text(encoding="utf-8").splitlines() if line]
+TEXTS += [
+    "What is Mark Sedwill's job?",
+    "x",
+    "naïve café – 東京 🚀",
+    "Return a new view of the dictionary's keys; see the :ref:`documentation of view objects <dict-views>`.",
+    "word " * 400,
+]
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    return TorchMiniLM(bundled_model_dir()).embed(TEXTS)
+
 
 @pytest.mark.slow
-def test_numpy_encoder_matches_sentence_transformers() -> None:
-    texts = [line for line in SEED_FILE.read_text(encoding="utf-8").splitlines() if line]
-    texts += ["What is Mark Sedwill's job?", "x", "naïve café – 東京 🚀", "word " * 400]
-    fast = MiniLM(bundled_model_dir()).embed(texts)
-    reference = TorchMiniLM(bundled_model_dir()).embed(texts)
-    cosines = (fast * reference).sum(axis=1)
-    assert cosines.min() >= 0.9999
-    assert np.allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+def test_fast_encoders_match_sentence_transformers(runtime: str, reference: np.ndarray, tmp_path: Path) -> None:
+    encoder = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime=runtime)
+    vectors = encoder.embed(TEXTS)
+    assert encoder.backend == ("onnxruntime" if runtime == "onnx" else "numpy")
+    assert (vectors * reference).sum(axis=1).min() >= 0.9999
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_onnx_graph_is_built_once_and_reused_from_the_data_dir(tmp_path: Path) -> None:
+    first = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx")
+    before = first.embed(TEXTS[:3])
+    [cached] = tmp_path.glob("minilm-*.onnx")
+    built_at = cached.stat().st_mtime_ns
+
+    second = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx")
+    after = second.embed(TEXTS[:3])
+    assert cached.stat().st_mtime_ns == built_at
+    assert (before * after).sum(axis=1).min() >= 0.99999
+
+
+def test_a_damaged_onnx_cache_is_rebuilt(tmp_path: Path) -> None:
+    MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx").embed(["warm"])
+    [cached] = tmp_path.glob("minilm-*.onnx")
+    cached.write_bytes(b"not an onnx model")
+
+    vectors = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx").embed(TEXTS[:3])
+    reference = MiniLM(bundled_model_dir(), runtime="numpy").embed(TEXTS[:3])
+    assert (vectors * reference).sum(axis=1).min() >= 0.9999
+    assert cached.stat().st_size > 1_000_000
+
+
+def test_a_question_is_embedded_without_loading_onnx_runtime(tmp_path: Path) -> None:
+    encoder = MiniLM(bundled_model_dir(), cache_dir=tmp_path)
+    encoder.embed(["What is Mark Sedwill's job?"])
+    assert encoder.backend == "onnxruntime (not loaded yet)"
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_a_large_batch_goes_through_onnx_runtime(tmp_path: Path) -> None:
+    encoder = MiniLM(bundled_model_dir(), cache_dir=tmp_path)
+    encoder.embed([f"Sentence number {i} of a long document about the city's history." for i in range(400)])
+    assert encoder.backend == "onnxruntime"
+    assert list(tmp_path.glob("minilm-*.onnx"))
+
+
+@pytest.mark.parametrize("runtime", ["numpy", "onnx"])
+def test_repeated_texts_get_the_same_vector(runtime: str, tmp_path: Path) -> None:
+    encoder = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime=runtime)
+    texts = ["Example Domain", "It works.", "Example Domain"] * 8
+    vectors = encoder.embed(texts)
+    alone = encoder.embed(["Example Domain"])[0]
+    assert vectors.shape == (24, 384)
+    assert np.array_equal(vectors[0], vectors[2])
+    assert float(vectors[0] @ alone) >= 0.9999
+
+
+def test_unknown_runtime_is_refused() -> None:
+    with pytest.raises(ConfigError, match="choose one of: auto, onnx, numpy"):
+        MiniLM(bundled_model_dir(), runtime="cuda")
 
 
 def test_weights_with_a_wrong_hash_are_refused(tmp_path: Path) -> None:

@@ -1,0 +1,378 @@
+"""The generative answerer: OpenAI or any OpenAI-compatible server through llama-index, citations checked.
+
+The model writes the prose; `qa` keeps the provenance. Every `[n]` the model writes is checked
+against the passages it was shown: markers naming no passage are removed, the others are
+renumbered in order of first use, and each becomes a `Citation` whose quote is the sentence of
+that passage that best matches the answer sentence citing it, so `source_text[start:end] == quote`
+holds exactly as in extractive mode. The same `CitationFilter` rewrites streamed deltas and whole
+completions, so the streamed text adds up to the final answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from qa.errors import ConfigError, LLMAuthError, LLMError, LLMUnavailableError
+from qa.prompts import NO_ANSWER, Message, PromptSet
+from qa.settings import Settings
+from qa.text import normalize, sentence_spans
+from qa.types import Answer, Chunk, Citation
+
+if TYPE_CHECKING:
+    from qa.retrieve import Corpus, Retrieval
+
+log = logging.getLogger(__name__)
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# "[2]", "[1, 3]", "[1; 3]", and the "[Passage 2]" / "[source 1 and 2]" small models like to write
+_LABEL = r"(?:(?:passages?|sources?|docs?|documents?)\s*)?"
+_MARKER = re.compile(
+    r"\[\s*" + _LABEL + r"\d{1,4}(?:\s*(?:,|;|and|&)\s*" + _LABEL + r"\d{1,4})*\s*\]", re.IGNORECASE
+)
+_PARTIAL_MARKER = re.compile(r"\[[\w\s,;&]*\Z")
+_MAX_MARKER = 40  # characters: a "[" open longer than this is prose, not a citation
+_ABSTAIN_CUES = ("documents don't cover", "documents do not cover", "documents don't say", "documents do not say")
+
+
+def server_url(settings: Settings) -> str:
+    return (settings.llm_base_url or OPENAI_BASE_URL).rstrip("/")
+
+
+def make_llm(settings: Settings) -> Any:
+    """A llama-index chat LLM for the configured server; retries and timeouts live in its `openai` client.
+
+    The `openai` client retries 429/5xx/timeouts `llm_retries` times with exponential backoff and
+    honours `Retry-After`; llama-index's own retry layer is off (`max_retries=0`) so the two don't multiply.
+    """
+    try:
+        import openai
+        from llama_index.llms.openai import OpenAI
+        from llama_index.llms.openai_like import OpenAILike
+    except ImportError as exc:
+        raise ConfigError(f"LLM mode needs the `llm` extra ({exc.name} is missing): run `pip install -e '.[llm]'` or `make install`.") from None
+    if settings.llm_base_url:
+        # A key for our own server never goes to OpenAI's, and OPENAI_API_KEY never goes to a third-party URL.
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
+    else:
+        secret = settings.openai_api_key or settings.llm_api_key
+        key = secret.get_secret_value() if secret else ""
+    base_url = server_url(settings)
+    client = openai.OpenAI(base_url=base_url, api_key=key, timeout=settings.llm_timeout, max_retries=max(settings.llm_retries, 0))
+    common: dict[str, Any] = {
+        "model": settings.llm_model,
+        "api_key": key,
+        "api_base": base_url,
+        "api_version": "",
+        "timeout": settings.llm_timeout,
+        "max_retries": 0,
+        "openai_client": client,
+    }
+    if not settings.llm_base_url:
+        try:
+            llm = OpenAI(**common)
+            llm.metadata  # noqa: B018 - raises for a model name llama-index doesn't know
+            return llm
+        except ValueError as exc:
+            if "Responses API" in str(exc):
+                raise ConfigError(f"QA_LLM_MODEL={settings.llm_model} only works with OpenAI's Responses API; choose a chat model such as gpt-4o-mini.") from None
+    return OpenAILike(**common, is_chat_model=True, context_window=32_768)
+
+
+# -- citations ------------------------------------------------------------------------------
+
+SupportFn = Callable[[int, str], tuple[int, float]]
+
+
+@dataclass
+class CitationFilter:
+    """Rewrites model text as it arrives: valid `[n]` markers renumbered, invalid ones dropped.
+
+    A citation is a passage *and* the sentence of it that supports the answer sentence the marker
+    closes (chosen by `support` when the marker arrives), numbered in order of first use; the same
+    passage cited for two different facts can therefore become two numbers with two quotes.
+    Whitespace is held back until the next visible character shows whether it is needed (it is
+    dropped before a removed marker and at either end), so the `feed()` outputs add up to `text`.
+    """
+
+    passages: int
+    support: SupportFn | None = None
+    text: str = ""
+    order: list[tuple[int, int]] = field(default_factory=list)  # (passage 1-based, sentence index), by first use
+    scores: dict[tuple[int, int], float] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    raw: str = ""
+    _pending: str = ""
+    _space: str = ""
+
+    def feed(self, delta: str) -> str:
+        """Take the next piece of model text; return the cleaned text that is now certain."""
+        self.raw += delta
+        self._pending += delta
+        return self._drain(final=False)
+
+    def finish(self) -> str:
+        """Flush what is left at the end of the completion."""
+        out = self._drain(final=True)
+        self._space = ""
+        return out
+
+    def _drain(self, *, final: bool) -> str:
+        out: list[str] = []
+        buf = self._pending
+        i = 0
+        while i < len(buf):
+            ch = buf[i]
+            if ch.isspace():
+                self._space += ch
+                i += 1
+                continue
+            if ch == "[":
+                match = _MARKER.match(buf, i)
+                if match is None and not final and _PARTIAL_MARKER.match(buf, i) and len(buf) - i < _MAX_MARKER:
+                    break  # could still become a marker: wait for the next delta
+                if match is not None:
+                    kept = self._map(match.group(0))
+                    if kept:
+                        self._emit(out, kept)
+                    else:
+                        self.dropped.append(match.group(0))
+                        self._space = ""
+                    i = match.end()
+                    continue
+            self._emit(out, ch)
+            i += 1
+        self._pending = buf[i:]
+        return "".join(out)
+
+    def _emit(self, out: list[str], piece: str) -> None:
+        if self.text:
+            piece = self._space + piece
+        self._space = ""
+        out.append(piece)
+        self.text += piece
+
+    def _claim(self) -> str:
+        """The answer sentence the next marker closes: the last sentence written so far, markers removed."""
+        spans = sentence_spans(self.text)
+        last = self.text[spans[-1][0] : spans[-1][1]] if spans else ""
+        return " ".join(_MARKER.sub(" ", last).split())
+
+    def _map(self, marker: str) -> str:
+        kept: list[int] = []
+        claim: str | None = None
+        for part in re.findall(r"\d+", marker):
+            n = int(part)
+            if not 1 <= n <= self.passages:
+                continue
+            if claim is None:
+                claim = self._claim()
+            si, score = self.support(n, claim) if self.support else (0, 0.0)
+            key = (n, si)
+            if key not in self.order:
+                self.order.append(key)
+                self.scores[key] = score
+            m = self.order.index(key) + 1
+            if m not in kept:
+                kept.append(m)
+        return "[" + ", ".join(str(m) for m in kept) + "]" if kept else ""
+
+
+def _is_abstention(text: str) -> bool:
+    folded = normalize(text)
+    return folded.startswith(normalize(NO_ANSWER).rstrip(".")) or any(cue in folded for cue in _ABSTAIN_CUES)
+
+
+class Support:
+    """Finds, in a cited passage, the sentence that best supports an answer sentence.
+
+    Score in [0, 1]: the idf-weighted share of the claim's key terms the sentence contains, plus a
+    little for how much of the sentence the claim uses; the sentence's retrieval similarity to the
+    question breaks ties (and decides alone when the claim shares no term, e.g. a paraphrase).
+    """
+
+    def __init__(self, chunks: Sequence[Chunk], corpus: Corpus, prior: dict[int, list[float]] | None = None) -> None:
+        from qa.retrieve import _stemmer
+
+        self.chunks = chunks
+        self.corpus = corpus
+        self.prior = prior or {}
+        self.stemmer = _stemmer()
+        self._terms: dict[int, list[set[str]]] = {}
+
+    def _idf(self, term: str) -> float:
+        n = max(len(self.corpus.sentence_owner), 1)
+        df = self.corpus.doc_freq.get(term, 0)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+    def __call__(self, passage: int, claim: str) -> tuple[int, float]:
+        from qa.retrieve import lexical_terms
+
+        index = passage - 1
+        if index not in self._terms:
+            self._terms[index] = [set(lexical_terms(t, self.stemmer)) for t in self.chunks[index].sentence_texts()]
+        wanted = set(lexical_terms(claim, self.stemmer))
+        total = sum(self._idf(t) for t in wanted) or 1.0
+        prior = self.prior.get(index, [])
+        best, best_score, best_rank = 0, 0.0, -math.inf
+        for si, terms in enumerate(self._terms[index]):
+            shared = wanted & terms
+            score = 0.85 * sum(self._idf(t) for t in shared) / total + 0.15 * len(shared) / max(len(terms), 1)
+            rank = score + 0.001 * (prior[si] if si < len(prior) else 0.0)
+            if rank > best_rank:
+                best, best_score, best_rank = si, score, rank
+        return best, best_score
+
+
+def build_answer(cite: CitationFilter, chunks: Sequence[Chunk], *, question: str, mode: str) -> Answer:
+    """The final `Answer` from cleaned model text: citations with provenance, abstention, grounding."""
+    text = cite.text.strip()
+    if not text:
+        reason = "an answer citing no passage it was given" if cite.raw.strip() else "an empty completion"
+        raise LLMUnavailableError(f"the model returned {reason}")
+    citations: list[Citation] = []
+    for m, (passage, si) in enumerate(cite.order, start=1):
+        chunk = chunks[passage - 1]
+        sentence = chunk.sentences[si]
+        citations.append(
+            Citation(
+                n=m,
+                source=chunk.source,
+                title=chunk.title,
+                paragraph=chunk.paragraph,
+                start=sentence.start,
+                end=sentence.end,
+                quote=chunk.text[sentence.start - chunk.start : sentence.end - chunk.start],
+                score=round(cite.scores.get((passage, si), 0.0), 4),
+                chunk_id=chunk.id,
+                passage=chunk.text,
+            )
+        )
+    abstained = not citations and _is_abstention(text)
+    if cite.dropped:
+        log.debug("dropped citation markers naming no retrieved passage: %s", " ".join(cite.dropped))
+    return Answer(text=text, citations=citations, abstained=abstained, mode=mode, grounded=bool(citations) or abstained, question=question)
+
+
+# -- the answerer ---------------------------------------------------------------------------
+
+
+class LLMAnswerer:
+    """Asks the configured chat model for a cited answer from the retrieved passages."""
+
+    def __init__(self, settings: Settings, prompts: PromptSet | None = None) -> None:
+        self.settings = settings
+        self.prompts = prompts if prompts is not None else PromptSet.load(settings.prompts_dir)
+        self.mode = f"llm:{settings.llm_model}"
+        self.server = server_url(settings)
+        self._llm: Any = None
+
+    @property
+    def llm(self) -> Any:
+        return self.load()
+
+    def load(self) -> Any:
+        """The llama-index LLM, made on first use (importing llama-index takes a few seconds)."""
+        if self._llm is None:
+            self._llm = make_llm(self.settings)
+        return self._llm
+
+    # Answerer protocol
+    def answer(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> Answer:
+        final: Answer | None = None
+        for item in self.generate(question, retrieval, corpus, stream=False):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def answer_messages(self, question: str, chunks: Sequence[Chunk]) -> list[Message]:
+        return self.prompts.answer_messages(question, chunks)
+
+    def generate(
+        self, question: str, retrieval: Retrieval, corpus: Corpus, *, stream: bool = True, messages: list[Message] | None = None
+    ) -> Iterator[str | Answer]:
+        """Yield cleaned text deltas, then the `Answer`; raises LLMError when the model fails."""
+        chunks = list(retrieval.chunks)
+        if messages is None:
+            messages = self.answer_messages(question, chunks)
+        prior: dict[int, list[float]] = {}
+        for pos, chunk in enumerate(chunks):
+            ci = corpus.position.get(chunk.id)
+            scores = [retrieval.sentences.get((ci, si)) for si in range(len(chunk.sentences))] if ci is not None else []
+            prior[pos] = [s.dense if s is not None else 0.0 for s in scores]
+        cite = CitationFilter(len(chunks), support=Support(chunks, corpus, prior))
+        with self._translate_errors():
+            for delta in self._complete(messages, stream=stream):
+                out = cite.feed(delta)
+                if out:
+                    yield out
+        tail = cite.finish()
+        if tail:
+            yield tail
+        answer = build_answer(cite, chunks, question=question, mode=self.mode)
+        answer.prompts = {"answer": messages}
+        yield answer
+
+    def condense(self, messages: list[Message], *, fallback: str) -> str:
+        """The standalone question the model wrote for `messages`, or `fallback` if it wrote nothing usable."""
+        with self._translate_errors():
+            text = "".join(self._complete(messages, stream=False))
+        line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+        line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE).strip().strip("\"'“”‘’`").strip()
+        if not line or len(line) > self.settings.max_question_chars:
+            log.debug("condensing produced nothing usable (%r); retrieving with the question as asked", text[:80])
+            return fallback
+        return line
+
+    def _complete(self, messages: list[Message], *, stream: bool) -> Iterator[str]:
+        from llama_index.core.llms import ChatMessage
+
+        chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
+        if stream:
+            for part in self.llm.stream_chat(chat):
+                if part.delta:
+                    yield str(part.delta)
+            return
+        response = self.llm.chat(chat)
+        content = response.message.content
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f"completion content is {type(content).__name__}, not text")
+        yield content or ""
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        """openai/httpx failures become one-line LLMErrors that name the server and what to check."""
+        import httpx
+        import openai
+        import pydantic
+
+        server, tries = self.server, max(self.settings.llm_retries, 0) + 1
+        try:
+            yield
+        except LLMError:
+            raise
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            name = "QA_LLM_API_KEY" if self.settings.llm_base_url else "OPENAI_API_KEY"
+            raise LLMAuthError(f"{server} refused the API key (HTTP {exc.status_code}); check {name}") from None
+        except openai.APITimeoutError:
+            raise LLMUnavailableError(f"no reply from {server} within {self.settings.llm_timeout:g}s, {tries} attempts") from None
+        except openai.APIConnectionError:
+            raise LLMUnavailableError(f"can't reach {server}") from None
+        except openai.NotFoundError:
+            raise LLMUnavailableError(f"{server} has no model {self.settings.llm_model!r} (HTTP 404); check QA_LLM_MODEL") from None
+        except openai.RateLimitError:
+            raise LLMUnavailableError(f"{server} is rate-limiting (HTTP 429), {tries} attempts") from None
+        except openai.APIStatusError as exc:
+            detail = f"HTTP {exc.status_code}" + (f", {tries} attempts" if exc.status_code >= 500 else "")
+            raise LLMUnavailableError(f"{server} failed ({detail})") from None
+        except httpx.HTTPError as exc:
+            raise LLMUnavailableError(f"the connection to {server} broke mid-answer ({type(exc).__name__})") from None
+        except (openai.APIError, pydantic.ValidationError, TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
+            log.debug("malformed completion", exc_info=True)
+            raise LLMUnavailableError(f"{server} sent a malformed completion ({type(exc).__name__})") from None

@@ -1,0 +1,165 @@
+"""HTML for the chat page: answers with `[n]` markers, their sources, badges, the corpus table.
+
+Every piece of document or user text goes through `html.escape`; nothing from a document or a
+question is ever rendered as HTML or Markdown. Each fragment is a single `<div>` with no blank line
+inside, so the Chatbot's Markdown pass treats it as one raw HTML block and leaves its text alone
+(a `*`, `[x](y)` or `$$` in a document stays literal: no injected links, images or formulas).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from qa.types import Answer, Chunk, Citation
+
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+
+CSS = """
+.qa-answer, .qa-question, .qa-error { line-height: 1.55; }
+.qa-ref { color: var(--color-accent); font-weight: 600; font-size: 0.85em; vertical-align: super; }
+.qa-badges { margin-top: 0.6em; display: flex; flex-wrap: wrap; gap: 0.4em; }
+.qa-badge { display: inline-block; font-size: 0.75em; padding: 0.1em 0.6em; border-radius: 999px;
+            border: 1px solid var(--border-color-accent); color: var(--body-text-color); }
+.qa-badge-warn { border-color: #d97706; color: #b45309; background: #fffbeb; }
+.qa-badge-abstain { border-color: #64748b; }
+.qa-notice { margin-top: 0.5em; font-size: 0.85em; color: var(--body-text-color-subdued); }
+.qa-sources { margin-top: 0.7em; border-top: 1px solid var(--border-color-primary); padding-top: 0.4em; }
+.qa-sources-title { font-size: 0.8em; font-weight: 600; text-transform: uppercase; letter-spacing: 0.04em;
+                    color: var(--body-text-color-subdued); }
+.qa-source { margin: 0.3em 0; }
+.qa-source summary { cursor: pointer; }
+.qa-source-n { font-weight: 600; color: var(--color-accent); }
+.qa-source-where { color: var(--body-text-color-subdued); font-size: 0.85em; }
+.qa-passage { margin: 0.4em 0 0.2em 1.2em; padding: 0.5em 0.7em; border-left: 3px solid var(--color-accent);
+              background: var(--background-fill-secondary); font-size: 0.9em; }
+.qa-passage mark { background: #fde68a; color: inherit; padding: 0 0.1em; }
+.qa-error { color: #b45309; }
+.qa-pending { color: var(--body-text-color-subdued); }
+.qa-source-title { font-weight: 600; }
+.qa-docs { width: 100%; font-size: 0.85em; border-collapse: collapse; border: none !important; }
+.qa-docs tr, .qa-docs td, .qa-docs th { border: none !important; }
+.qa-docs td, .qa-docs th { padding: 0.25em 0.4em; text-align: left;
+                           border-bottom: 1px solid var(--border-color-primary) !important; }
+.qa-docs .qa-num { text-align: right; }
+.qa-corpus-summary { margin: 0 0 0.4em 0; }
+"""
+
+
+def _text(value: str) -> str:
+    """Escaped text with line breaks kept and no blank line (which would end the HTML block)."""
+    return html.escape(value.strip(), quote=True).replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def render_question(question: str) -> str:
+    return f'<div class="qa-question">{_text(question)}</div>'
+
+
+def render_pending(partial: str = "") -> str:
+    """The answer while it streams in: the text so far, or a placeholder before the first token."""
+    if not partial.strip():
+        return '<div class="qa-answer qa-pending">Searching the documents…</div>'
+    return f'<div class="qa-answer">{_with_markers(partial)}<span class="qa-pending"> ▍</span></div>'
+
+
+def render_error(message: str) -> str:
+    return f'<div class="qa-error">{_text(message)}</div>'
+
+
+def render_answer(answer: Answer) -> str:
+    """The answer text with `[n]` markers, a mode badge, any notice, then its numbered sources."""
+    parts = [f'<div class="qa-answer"><div class="qa-text">{_with_markers(answer.text)}</div>', render_badges(answer)]
+    if answer.notice:
+        parts.append(f'<div class="qa-notice">{_text(answer.notice)}</div>')
+    if not answer.abstained and answer.citations:
+        parts.append(render_sources(answer.citations, answer.retrieved))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def render_badges(answer: Answer) -> str:
+    if answer.mode == "extractive":
+        mode = '<span class="qa-badge qa-badge-mode" title="Answered offline by quoting the documents">extractive · quotes</span>'
+    else:
+        model = answer.mode.removeprefix("llm:")
+        mode = f'<span class="qa-badge qa-badge-mode" title="Written by a language model">LLM · {html.escape(model)}</span>'
+    badges = [mode]
+    if answer.abstained:
+        badges.append('<span class="qa-badge qa-badge-abstain">no answer in the documents</span>')
+    elif not answer.grounded:
+        badges.append(
+            '<span class="qa-badge qa-badge-warn" title="No sentence of this answer could be matched to a source">'
+            "⚠ ungrounded: not backed by the documents, check before relying on it</span>"
+        )
+    return f'<div class="qa-badges">{"".join(badges)}</div>'
+
+
+def render_sources(citations: Sequence[Citation], retrieved: Iterable[Chunk] = ()) -> str:
+    """Numbered sources (file, title, paragraph), each expandable to its passage with the quote marked."""
+    starts = {c.id: c.start for c in retrieved}
+    items = []
+    for c in citations:
+        title = "" if _title_from_name(c.title, c.source) else f'<span class="qa-source-title">{html.escape(c.title)}</span> · '
+        items.append(
+            f'<details class="qa-source"><summary><span class="qa-source-n">[{c.n}]</span> {title}'
+            f'<span class="qa-source-file" title="{html.escape(c.title)}">{html.escape(c.source)}</span> · paragraph {c.paragraph} '
+            f'<span class="qa-source-where">(chars {c.start}–{c.end})</span></summary>'
+            f'<div class="qa-passage">{highlight(c, starts.get(c.chunk_id))}</div></details>'
+        )
+    return f'<div class="qa-sources"><div class="qa-sources-title">Sources</div>{"".join(items)}</div>'
+
+
+def _title_from_name(title: str, source: str) -> bool:
+    """True when the title is only the file name respelled (no heading), so showing it adds nothing."""
+    stem = source.replace("\\", "/").rsplit("/", 1)[-1].split(".")[0]
+    return not title or re.sub(r"[_\s]+", " ", stem).strip() == title
+
+
+def highlight(citation: Citation, chunk_start: int | None = None) -> str:
+    """The citation's passage, escaped, with the quoted sentence in `<mark>`.
+
+    The quote sits at `citation.start - chunk_start` in the passage; without the chunk's start (or if
+    the passage there differs) the first occurrence of the quote is marked instead.
+    """
+    passage, quote = citation.passage, citation.quote
+    if not passage:
+        return f"<mark>{_text(quote)}</mark>"
+    at = -1
+    if chunk_start is not None:
+        offset = citation.start - chunk_start
+        if 0 <= offset and passage[offset : offset + len(quote)] == quote:
+            at = offset
+    if at < 0 and quote:
+        at = passage.find(quote)
+    if at < 0:
+        return f"{_text(passage)}<br><mark>{_text(quote)}</mark>"
+    before, after = passage[:at], passage[at + len(quote) :]
+    return f"{_inline(before)}<mark>{_inline(quote)}</mark>{_inline(after)}"
+
+
+def _inline(value: str) -> str:
+    return html.escape(value, quote=True).replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def _with_markers(text: str) -> str:
+    return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', _text(text))
+
+
+def render_documents(documents: Sequence[Mapping[str, Any]]) -> str:
+    """The corpus panel: how many documents and chunks, then one row per document."""
+    if not documents:
+        return '<div class="qa-corpus"><p>No documents indexed yet. Add files or press <b>Re-index</b>.</p></div>'
+    total = sum(int(d.get("chunks", 0)) for d in documents)
+    noun = "document" if len(documents) == 1 else "documents"
+    rows = "".join(
+        f'<tr><td title="{html.escape(str(d.get("title", "")))}">{html.escape(str(d["source"]))}</td>'
+        f'<td class="qa-num">{int(d.get("chunks", 0))}</td></tr>'
+        for d in documents
+    )
+    return (
+        f'<div class="qa-corpus"><p class="qa-corpus-summary">{len(documents)} {noun}, {total} chunks indexed</p>'
+        f'<table class="qa-docs"><thead><tr><th>file</th><th class="qa-num">chunks</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></div>"
+    )
