@@ -273,9 +273,12 @@ class Engine:
         context = follow_up_context(question, history)
         query = f"{context} {question}".strip() if context else question
         t0 = time.perf_counter()
-        retrieval = self.retriever.retrieve(query, k or self.settings.top_k)
+        # One retriever (and so one corpus snapshot) for the whole question, even if an ingest
+        # swaps the corpus meanwhile: sentence positions in `retrieval` refer to that snapshot.
+        retriever = self.retriever
+        retrieval = retriever.retrieve(query, k or self.settings.top_k)
         t1 = time.perf_counter()
-        answer = self.extractive_answerer.answer(question, retrieval, self.corpus, context=context)
+        answer = self.extractive_answerer.answer(question, retrieval, retriever.corpus, context=context)
         t2 = time.perf_counter()
         answer.question = question
         answer.retrieval_query = query
@@ -307,7 +310,8 @@ class Engine:
                 query = llm.condense(prompts["condense"], fallback=question)
                 timings["condense_ms"] = _ms(t, time.perf_counter())
             t0 = time.perf_counter()
-            retrieval = self.retriever.retrieve(query, k or self.settings.top_k)
+            retriever = self.retriever
+            retrieval = retriever.retrieve(query, k or self.settings.top_k)
             t1 = time.perf_counter()
             prompts["answer"] = llm.answer_messages(query, retrieval.chunks)
             llm_started = time.perf_counter()
@@ -316,7 +320,7 @@ class Engine:
             # Overhead before the first token that is ours, not the model's: everything but LLM calls.
             timings["pipeline_ms"] = round(_ms(started, llm_started) - timings.get("condense_ms", 0.0), 2)
             answer: Answer | None = None
-            for item in llm.generate(query, retrieval, self.corpus, stream=stream, messages=prompts["answer"]):
+            for item in llm.generate(query, retrieval, retriever.corpus, stream=stream, messages=prompts["answer"]):
                 if isinstance(item, Answer):
                     answer = item
                     continue
