@@ -39,8 +39,8 @@ chromium:
 EVAL_GATE := --min retrieval_hit_at_k=0.95 --min answer_contains=0.90 --min abstain_recall=0.50 --max false_abstain_rate=0.10
 
 test: install chromium
-	$(BIN)/python -m pytest -m "not stress" -q
 	$(BIN)/qa eval --gold eval/gold.jsonl --out .qa/eval-gate $(EVAL_GATE)
+	$(BIN)/python -m pytest -m "not stress" -q
 
 # The SQuAD 2.0 slice, ours beside the dense top-1 baseline (a few minutes; not part of `make test`)
 SQUAD := ../shared/benchmarks/squad2-dev-8
