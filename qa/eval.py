@@ -38,9 +38,43 @@ def baseline_answer(engine: Engine, question: str, *, k: int) -> Answer:
     return answer
 
 
+class Judge:
+    """LLM-judged metrics through llama-index's CorrectnessEvaluator and FaithfulnessEvaluator."""
+
+    def __init__(self, engine: Engine) -> None:
+        from llama_index.core.evaluation import CorrectnessEvaluator, FaithfulnessEvaluator
+
+        from qa.answer.llm import make_llm
+
+        llm = make_llm(engine.settings)
+        self.correctness = CorrectnessEvaluator(llm=llm)
+        self.faithfulness = FaithfulnessEvaluator(llm=llm)
+
+    def score(self, item: GoldItem, answer: Answer) -> dict[str, Any]:
+        from qa.metrics import strip_markers
+
+        if not item.answerable or answer.abstained:
+            return {}
+        response = strip_markers(answer.text)
+        out: dict[str, Any] = {}
+        try:
+            graded = self.correctness.evaluate(query=item.question, response=response, reference=item.answers[0])
+            out["llm_correctness"] = float(bool(graded.passing))
+            out["llm_correctness_score"] = graded.score
+            contexts = [c.passage for c in answer.citations if c.passage]
+            if contexts:
+                faithful = self.faithfulness.evaluate(response=response, contexts=contexts)
+                out["llm_faithfulness"] = float(bool(faithful.passing))
+        except Exception as exc:  # a judge failure must not sink the string metrics
+            out["judge_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return out
+
+
 def run_items(engine: Engine, items: list[GoldItem], *, k: int, baseline: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Ask every item (replaying its history first) and score it."""
+    """Ask every item (replaying its history first) and score it; with an LLM configured, judge it too."""
     from tqdm import tqdm
+
+    judge = Judge(engine) if engine.settings.llm_enabled and not baseline else None
 
     rows = []
     for item in tqdm(items, desc="Evaluating", unit="q", disable=not progress or len(items) < 20, file=None):
@@ -72,7 +106,7 @@ def run_items(engine: Engine, items: list[GoldItem], *, k: int, baseline: bool =
                 "mode": answer.mode,
                 "citations": [{k_: v for k_, v in c.to_dict().items() if k_ != "passage"} for c in answer.citations],
                 "timings": answer.timings,
-                "metrics": score_item(item, scored, k=k),
+                "metrics": {**score_item(item, scored, k=k), **(judge.score(item, answer) if judge else {})},
             }
         )
     return rows

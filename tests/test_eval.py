@@ -84,3 +84,23 @@ def test_corpus_flag_indexes_its_own_collection_without_touching_the_seed_index(
     assert json.loads(result.stdout)["answer_contains"] == 1.0
     info = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
     assert info["chunks"] == 7  # the seed collection is as it was
+
+
+def test_with_an_llm_the_judged_metrics_sit_beside_the_string_metrics(indexed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        server.reply("Mark Sedwill is Britain's national security adviser [1].")
+        server.when("expert evaluation system", "4.5\nThe answer matches the reference.")
+        server.when("supported by the context", "YES")
+        monkeypatch.setenv("QA_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("QA_LLM_MODEL", "fake-model")
+        gold = tmp_path / "gold.jsonl"
+        gold.write_text(GOLD.read_text(encoding="utf-8").splitlines()[40] + "\n", encoding="utf-8")
+        result = CliRunner().invoke(main, ["eval", "--gold", str(gold), "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["mode"].startswith("llm:")
+    assert summary["llm_correctness"] == 1.0 and summary["llm_correctness_score"] == 4.5
+    assert summary["llm_faithfulness"] == 1.0
+    assert summary["answer_contains"] == 1.0
