@@ -383,7 +383,7 @@ class Engine:
         return self.retriever.retrieve(question, k or self.settings.top_k, mode=mode).chunks
 
     def _require_index(self) -> None:
-        if self.store.count() == 0:
+        if not self.corpus.chunks:
             raise IndexMissingError(
                 f"No index yet in {self.settings.describe_store()}. Run `qa ingest {self.settings.seeds_dir}` first."
             )

@@ -156,7 +156,7 @@ class Retriever:
         fused: dict[int, float] = {}
         dense_sim: dict[int, float] = {}
         if mode in ("hybrid", "dense"):
-            for rank, hit in enumerate(self.store.dense_sentences(vector, CANDIDATES)):
+            for rank, hit in enumerate(self.store.dense_sentences(vector, CANDIDATES, available=len(corpus.sentence_owner))):
                 ci = corpus.position.get(hit.chunk_id)
                 if ci is None:
                     continue
@@ -177,7 +177,7 @@ class Retriever:
         ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
         chunks = [corpus.chunks[ci] for ci, _ in ranked]
         retrieval = Retrieval(query, chunks, [s for _, s in ranked], query_vector=vector, bm25_max=float(bm25.max(initial=0.0)))
-        vectors = self.store.sentence_vectors([c.id for c in chunks])
+        vectors = self.store.sentence_vectors([(c.id, i) for c in chunks for i in range(len(c.sentences))])
         for ci, _ in ranked:
             chunk = corpus.chunks[ci]
             for si in range(len(chunk.sentences)):
