@@ -34,6 +34,22 @@ class Chunk:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def cite(self, n: int, index: int, score: float) -> Citation:
+        """Citation `[n]` of this chunk's sentence `index`, quoted exactly from its offsets."""
+        sentence = self.sentences[index]
+        return Citation(
+            n=n,
+            source=self.source,
+            title=self.title,
+            paragraph=self.paragraph,
+            start=sentence.start,
+            end=sentence.end,
+            quote=self.text[sentence.start - self.start : sentence.end - self.start],
+            score=round(score, 4),
+            chunk_id=self.id,
+            passage=self.text,
+        )
+
 
 @dataclass(frozen=True)
 class Citation:

@@ -63,24 +63,9 @@ class ExtractiveAnswerer:
         parts: list[str] = []
         citations: list[Citation] = []
         for n, cand in enumerate(chosen, start=1):
-            chunk = corpus.chunks[cand.chunk]
-            sentence = chunk.sentences[cand.index]
-            quote = chunk.text[sentence.start - chunk.start : sentence.end - chunk.start]
-            parts.append(f"{quote} [{n}]")
-            citations.append(
-                Citation(
-                    n=n,
-                    source=chunk.source,
-                    title=chunk.title,
-                    paragraph=chunk.paragraph,
-                    start=sentence.start,
-                    end=sentence.end,
-                    quote=quote,
-                    score=round(cand.score, 4),
-                    chunk_id=chunk.id,
-                    passage=chunk.text,
-                )
-            )
+            citation = corpus.chunks[cand.chunk].cite(n, cand.index, cand.score)
+            parts.append(f"{citation.quote} [{n}]")
+            citations.append(citation)
         return Answer(text=" ".join(parts), citations=citations, mode=self.mode, question=question)
 
     def rank(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> list[Candidate]:

@@ -237,22 +237,7 @@ def build_answer(cite: CitationFilter, chunks: Sequence[Chunk], *, question: str
         raise LLMUnavailableError(f"the model returned {reason}")
     citations: list[Citation] = []
     for m, (passage, si) in enumerate(cite.order, start=1):
-        chunk = chunks[passage - 1]
-        sentence = chunk.sentences[si]
-        citations.append(
-            Citation(
-                n=m,
-                source=chunk.source,
-                title=chunk.title,
-                paragraph=chunk.paragraph,
-                start=sentence.start,
-                end=sentence.end,
-                quote=chunk.text[sentence.start - chunk.start : sentence.end - chunk.start],
-                score=round(cite.scores.get((passage, si), 0.0), 4),
-                chunk_id=chunk.id,
-                passage=chunk.text,
-            )
-        )
+        citations.append(chunks[passage - 1].cite(m, si, cite.scores.get((passage, si), 0.0)))
     abstained = not citations and _is_abstention(text)
     if cite.dropped:
         log.debug("dropped citation markers naming no retrieved passage: %s", " ".join(cite.dropped))
