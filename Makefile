@@ -39,14 +39,18 @@ chromium:
 EVAL_GATE := --min retrieval_hit_at_k=0.95 --min answer_contains=0.90 --min abstain_recall=0.50 --max false_abstain_rate=0.10
 
 test: install chromium
-	$(BIN)/qa eval --gold eval/gold.jsonl --out .qa/eval-gate $(EVAL_GATE)
+	$(BIN)/qa eval --offline --gold eval/gold.jsonl --out .qa/eval-gate $(EVAL_GATE)
 	$(BIN)/python -m pytest -m "not stress" -q
 
 # The SQuAD 2.0 slice, ours beside the dense top-1 baseline (a few minutes; not part of `make test`)
 SQUAD := ../shared/benchmarks/squad2-dev-8
 quality: install
-	$(BIN)/qa eval --gold eval/gold.jsonl --with-baseline
-	$(BIN)/qa eval --gold $(SQUAD)/gold.jsonl --corpus $(SQUAD)/corpus --with-baseline
+	$(BIN)/qa eval --offline --gold eval/gold.jsonl --with-baseline --out eval/runs/quality-seed-gold
+	$(BIN)/qa eval --offline --gold $(SQUAD)/gold.jsonl --corpus $(SQUAD)/corpus --with-baseline --out eval/runs/quality-squad2-dev-8
+	for run in seed-gold squad2-dev-8; do \
+	  cp eval/runs/quality-$$run/summary.json eval/runs/summaries/$$run.json; \
+	  cp eval/runs/quality-$$run/baseline/summary.json eval/runs/summaries/$$run-baseline.json; \
+	done
 
 # Not part of `make test`: the full run takes an hour or more on 2 cores. Quick: make bench BENCH_ARGS="--sizes seed,1k"
 bench: install

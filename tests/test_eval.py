@@ -56,6 +56,8 @@ def test_compare_shows_changes_and_items_that_flipped(indexed: Path, tmp_path: P
     assert result.exit_code == 0, result.output
     assert "abstain_recall" in result.output and "worse" in result.output
     assert "went from right to wrong:" in result.output
+    report = (tmp_path / "worse" / "report.md").read_text(encoding="utf-8")
+    assert f"## Against {tmp_path / 'good'}" in report and "- **seed-0" in report
 
 
 def test_malformed_gold_lines_are_reported_with_their_line_number(indexed: Path, tmp_path: Path) -> None:
@@ -104,3 +106,106 @@ def test_with_an_llm_the_judged_metrics_sit_beside_the_string_metrics(indexed: P
     assert summary["llm_correctness"] == 1.0 and summary["llm_correctness_score"] == 4.5
     assert summary["llm_faithfulness"] == 1.0
     assert summary["answer_contains"] == 1.0
+
+
+def _run_files(folder: Path) -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in folder.rglob("*") if p.suffix in (".md", ".json", ".jsonl"))
+
+
+def test_dense_retrieval_with_top_k_1_fails_the_gate_naming_retrieval(indexed: Path, tmp_path: Path) -> None:
+    gate = ["--min", "retrieval_hit_at_k=0.95", "--min", "answer_contains=0.90", "--max", "false_abstain_rate=0.10"]
+    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "r"), "--retrieval", "dense", "--k", "1", *gate])
+    assert result.exit_code == 1
+    assert "Quality gate failed: retrieval_hit_at_k" in result.output and "< 0.95" in result.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["run"]["retrieval"] == "dense" and summary["run"]["k"] == 1
+    assert summary["gate"]["failed"] and summary["gate"]["failed"][0].startswith("retrieval_hit_at_k")
+
+
+def test_with_baseline_reports_both_side_by_side(indexed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(out), "--with-baseline"])
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| metric | extractive | baseline |" in report
+    assert "## How each metric counts" in report and "## Worst items" in report
+    baseline = json.loads((out / "baseline" / "summary.json").read_text(encoding="utf-8"))
+    assert baseline["mode"] == "baseline" and baseline["n"] == 70
+    assert baseline["abstain_recall"] == 0.0 and baseline["abstain_precision"] is None  # it never abstains
+    rows = [json.loads(line) for line in (out / "baseline" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert all(len(r["citations"]) == 1 and r["answer"].endswith("[1]") for r in rows)
+
+
+def test_follow_ups_replay_their_history_with_the_engines_answers(indexed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_openai import FakeOpenAI
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(
+        json.dumps({"id": "f1", "question": "What did he say the crisis reminded him of?", "answers": ["Cold War"],
+                    "answerable": True, "evidence": ["x"], "history": ["Who is the UN Secretary General mentioned?"]}) + "\n",
+        encoding="utf-8",
+    )
+    with FakeOpenAI() as server:
+        server.reply("Antonio Guterres is the UN Secretary General [1].")
+        monkeypatch.setenv("QA_LLM_BASE_URL", server.base_url)
+        result = CliRunner().invoke(main, ["eval", "--gold", str(gold), "--out", str(tmp_path / "r"), "--no-judge"])
+        sent = [" ".join(str(m.get("content")) for m in body["messages"]) for body in server.chat_requests]
+    assert result.exit_code == 0, result.output
+    # First the history question on its own, then the follow-up with that question and the answer it got.
+    assert "Who is the UN Secretary General mentioned?" in sent[0] and "reminded him" not in sent[0]
+    later = " ".join(sent[1:])
+    assert "reminded him of" in later and "Antonio Guterres is the UN Secretary General" in later
+    record = json.loads((tmp_path / "r" / "results.jsonl").read_text(encoding="utf-8"))
+    assert record["history_answers"] == ["Antonio Guterres is the UN Secretary General [1]."]
+
+
+def test_offline_run_ignores_the_llm_and_never_writes_secrets(indexed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QA_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens there
+    monkeypatch.setenv("QA_LLM_API_KEY", "sk-test-secret-4242")
+    out = tmp_path / "r"
+    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(out), "--offline", "--limit", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["mode"] == "extractive"
+    written = _run_files(out) + result.output
+    assert "sk-test-secret-4242" not in written
+    assert "| llm_api_key | set |" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_settings_in_reports_hide_credentials_in_urls() -> None:
+    from qa.eval import safe_settings
+    from qa.settings import Settings
+
+    shown = safe_settings(Settings(llm_base_url="https://user:pw-secret@llm.example/v1?key=abc", chunk_tokens=150, _env_file=None))
+    assert shown["llm_base_url"] == "https://llm.example/v1"
+    assert shown["chunk_tokens"] == 150 and shown["openai_api_key"] == "unset"
+
+
+def test_a_failing_judge_leaves_the_string_metrics_standing(indexed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_openai import FakeOpenAI, Reply
+
+    with FakeOpenAI() as server:
+        server.reply("Mark Sedwill is Britain's national security adviser [1].")
+        server.when("expert evaluation system", Reply(status=500))
+        server.when("supported by the context", "YES")
+        monkeypatch.setenv("QA_LLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("QA_LLM_RETRIES", "0")
+        gold = tmp_path / "gold.jsonl"
+        gold.write_text(GOLD.read_text(encoding="utf-8").splitlines()[40] + "\n", encoding="utf-8")
+        result = CliRunner().invoke(main, ["eval", "--gold", str(gold), "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["judge_errors"] == 1 and summary["llm_correctness"] is None
+    assert summary["answer_contains"] == 1.0
+    assert "1 judge calls failed" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+def test_eval_without_an_index_indexes_the_seeds_first(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--limit", "3", "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "indexed" in result.stderr and json.loads(result.stdout)["n"] == 3
+
+
+def test_a_bound_on_an_unknown_metric_lists_the_valid_names(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--min", "answer_contain=0.9"])
+    assert result.exit_code == 2
+    assert "answer_contain=0.9" in result.output and "answer_contains" in result.output
