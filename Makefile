@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality
+.PHONY: install index run test ask clean chromium bench quality stress
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ quality: install
 # Not part of `make test`: the full run takes an hour or more on 2 cores. Quick: make bench BENCH_ARGS="--sizes seed,1k"
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Load: 20 chat sessions at once through gradio_client, 200 questions; prints p50/p95, writes bench/results/stress.json
+stress: install
+	$(BIN)/python -m pytest -m stress -q -s tests/test_stress.py
 
 clean:
 	rm -rf $(VENV) .qa .pytest_cache

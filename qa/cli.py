@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,14 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@'\"]+@")
+
+
+class _CredentialFreeFormatter(logging.Formatter):
+    """Log lines (tracebacks included) without the `user:password@` of any URL: client libraries log full URLs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _URL_CREDENTIALS.sub("", super().format(record))
 
 
 def _settings() -> Any:
@@ -98,6 +107,9 @@ class LazyGroup(click.Group):
 def main(verbose: bool) -> None:
     """Grounded question answering over your documents, with citations."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # ours from basicConfig, not a host's (pytest's, an app's)
+            handler.setFormatter(_CredentialFreeFormatter("%(levelname)s: %(message)s"))
     for noisy in ("chromadb", "httpx", "urllib3", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING if verbose else logging.ERROR)
     logging.getLogger("qa").setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -411,7 +411,7 @@ class Engine:
             "embedding_model": embed.get(self.settings.embed_model, f"openai:{self.settings.openai_embed_model}"),
             "model_dir": str(bundled_model_dir()),
             "mode": self.mode,
-            **({"llm_server": server_url(self.settings)} if self.settings.llm_enabled else {}),
+            **({"llm_server": server_url(self.settings, shown=True)} if self.settings.llm_enabled else {}),
         }
 
 

@@ -257,12 +257,14 @@ class _Bot:
             log.exception("answering %r failed", question[:200])
             self._replace(client, channel, placeholder, thread_ts, text=FAILURE_TEXT)
             return
+        # Remember the answer before it shows: a click can arrive as soon as Slack has the message.
+        known = {"answer": answer.to_dict(), "history": [m["content"] for m in history if m["role"] == "user"]}
+        self.answers.put((channel, placeholder), known)
         posted = self._replace(
             client, channel, placeholder, thread_ts, text=fallback_text(answer), blocks=answer_blocks(answer)
         )
-        if posted:
-            turns = [m["content"] for m in history if m["role"] == "user"]
-            self.answers.put((channel, posted), {"answer": answer.to_dict(), "history": turns})
+        if posted and posted != placeholder:
+            self.answers.put((channel, posted), known)
 
     def _history(
         self, client: WebClient, channel: str, thread_ts: str, *, before: str, bot_user_id: str | None, bot_id: str | None

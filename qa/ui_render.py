@@ -16,6 +16,7 @@ from typing import Any
 from qa.types import Answer, Chunk, Citation
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 CSS = """
 .qa-answer, .qa-question, .qa-error { line-height: 1.55; }
@@ -50,6 +51,7 @@ CSS = """
 
 def _text(value: str) -> str:
     """Escaped text with line breaks kept and no blank line (which would end the HTML block)."""
+    value = _CONTROL.sub("", value)  # NULs and terminal escapes typed or pasted in show as nothing
     return html.escape(value.strip(), quote=True).replace("\r\n", "\n").replace("\n", "<br>")
 
 

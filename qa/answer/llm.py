@@ -40,8 +40,15 @@ _MAX_MARKER = 40  # characters: a "[" open longer than this is prose, not a cita
 _ABSTAIN_CUES = ("documents don't cover", "documents do not cover", "documents don't say", "documents do not say")
 
 
-def server_url(settings: Settings) -> str:
-    return (settings.llm_base_url or OPENAI_BASE_URL).rstrip("/")
+def server_url(settings: Settings, *, shown: bool = False) -> str:
+    """The LLM server's base URL; `shown=True` drops a `user:password@` part, for messages, logs and `qa info`."""
+    url = (settings.llm_base_url or OPENAI_BASE_URL).rstrip("/")
+    if shown and "@" in url:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(url)
+        url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return url
 
 
 def make_llm(settings: Settings) -> Any:
@@ -254,7 +261,7 @@ class LLMAnswerer:
         self.settings = settings
         self.prompts = prompts if prompts is not None else PromptSet.load(settings.prompts_dir)
         self.mode = f"llm:{settings.llm_model}"
-        self.server = server_url(settings)
+        self.server = server_url(settings, shown=True)
         self._llm: Any = None
 
     @property
