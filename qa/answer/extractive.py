@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from qa.answer import ABSTAIN_TEXT
-from qa.answer.qtype import has_answer_type, question_type
+from qa.answer.qtype import Wanted, negates, wanted
 from qa.retrieve import Corpus, Retrieval, lexical_terms, _stemmer
 from qa.text import words
 from qa.types import Answer, Citation
@@ -34,6 +34,8 @@ class Candidate:
     dense: float
     coverage: float
     typed: bool
+    negates: bool
+    repeats_numbers: bool
 
 
 class ExtractiveAnswerer:
@@ -47,7 +49,7 @@ class ExtractiveAnswerer:
 
     def answer(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> Answer:
         candidates = self.rank(question, retrieval, corpus, context=context)
-        best = self._pick(question_type(question), candidates)
+        best = self._pick(wanted(question), candidates)
         if best is None:
             return Answer(text=ABSTAIN_TEXT, abstained=True, mode=self.mode, question=question)
         chosen = [best]
@@ -69,7 +71,7 @@ class ExtractiveAnswerer:
         return Answer(text=" ".join(parts), citations=citations, mode=self.mode, question=question)
 
     def rank(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> list[Candidate]:
-        kind = question_type(question)
+        want = wanted(question)
         q_words = set(words(question)) | set(words(context))
         terms = self._weighted_terms(question, context, corpus)
         total = sum(terms.values()) or 1.0
@@ -83,7 +85,7 @@ class ExtractiveAnswerer:
             text = chunk.sentence_texts()[si]
             present = corpus.sentence_terms[corpus.sentence_row(ci, si)]
             coverage = sum(w for t, w in terms.items() if t in present) / total
-            typed = has_answer_type(kind, text, q_words)
+            typed = want.found_in(text, q_words)
             # Novelty: an answer says something the question doesn't; a restatement has nothing new.
             novelty = len(present - question_terms) / max(len(present), 1)
             score = (
@@ -93,7 +95,7 @@ class ExtractiveAnswerer:
                 + W_NOVEL * novelty
                 + W_CHUNK * chunk_score.get(ci, 0.0) / top_chunk
             )
-            out.append(Candidate(ci, si, score, s.dense, coverage, typed))
+            out.append(Candidate(ci, si, score, s.dense, coverage, typed, negates(text), want.repeats_numbers(text)))
         out.sort(key=lambda c: -c.score)
         return out
 
@@ -108,20 +110,26 @@ class ExtractiveAnswerer:
         return weights
 
     @staticmethod
-    def _pick(kind: str, candidates: list[Candidate]) -> Candidate | None:
+    def _pick(want: Wanted, candidates: list[Candidate]) -> Candidate | None:
         """The sentence to quote first, or None to abstain.
 
         Questions that want a name, number, date or place need a sentence holding one the
-        question doesn't already state; others need enough meaning or key-term overlap.
+        question doesn't already state; others need enough meaning or key-term overlap. A
+        question asking what is not so needs a sentence that says something is not so, and the
+        sentence must repeat any number the question states.
         """
         if not candidates:
             return None
         best = candidates[0]
-        if kind in STRICT_TYPES:
+        if want.kind in STRICT_TYPES:
             typed = [c for c in candidates[:TYPED_POOL] if c.typed]
             if not typed or typed[0].score < TYPED_MARGIN * best.score:
                 return None
             best = typed[0]
         if best.dense < ABSTAIN_DENSE and best.coverage < ABSTAIN_COVERAGE:
+            return None
+        if want.negated and not best.negates:
+            return None
+        if not best.repeats_numbers:  # SQuAD 2.0's "entity swap": the question's year or amount is changed
             return None
         return best
