@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality stress
+.PHONY: install index run test ask clean chromium bench quality stress constraints
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench: install
 # Load: 20 chat sessions at once through gradio_client, 200 questions; prints p50/p95, writes bench/results/stress.json
 stress: install
 	$(BIN)/python -m pytest -m stress -q -s tests/test_stress.py
+
+# Re-pin constraints.txt to what .venv holds (after changing dependencies in pyproject.toml)
+constraints: install
+	$(BIN)/pip freeze --exclude-editable | grep -v "^qa==" | sed "s/^torch==2.13.0+cpu$$/torch==2.13.0/" > constraints.tmp
+	{ head -2 constraints.txt; cat constraints.tmp; } > constraints.new && rm constraints.tmp && mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .qa .pytest_cache
