@@ -126,6 +126,7 @@ class Engine:
             if self._corpus is None or generation != self._corpus_generation:
                 from qa.retrieve import Corpus
 
+                self.store.warm_up()  # Chroma loads its vector index while the corpus loads here
                 self._corpus = Corpus.load(self.store, self.settings.data_dir / "cache")
                 self._corpus_generation = generation
                 self._retriever = None

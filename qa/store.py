@@ -1,8 +1,14 @@
-"""Chroma, through llama-index's ChromaVectorStore: an embedded PersistentClient or a `chroma run` server.
+"""Chroma: an embedded PersistentClient or a `chroma run` server; writes go through llama-index.
 
 Two collections per corpus: `<name>-sentences` holds one vector per sentence (what dense search
 ranks) and `<name>-chunks` holds the chunks with their provenance (what answers cite). A chunk is
 written after its sentences, so a chunk record means its file's work for that chunk is complete.
+
+Writes (`add`, `delete`) go through llama-index's `ChromaVectorStore`, built on first write. Reads
+(`dense_sentences`, `sentence_vectors`, `all_chunks`, ...) go straight to the same Chroma
+collections: importing llama-index costs 1.3-1.9 s, which `qa ask` would otherwise pay on every
+start (issue 8 keeps a cold `qa ask` under 3 s). The direct query is the one `ChromaVectorStore`
+makes, so hits, order and similarities are the same (tests/test_store_reads.py checks it).
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -85,13 +92,14 @@ def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
 
 
 class Store:
-    """The corpus in Chroma: chunk records and sentence vectors, written and read through llama-index."""
+    """The corpus in Chroma: chunk records and sentence vectors, written through llama-index, read directly."""
 
     def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
         self.settings = settings
+        self._vector_stores: dict[str, Any] = {}  # llama-index's, by collection name: for writes only
+        self._warming: threading.Thread | None = None
         with chroma_errors(settings):
             import chromadb
-            from llama_index.vector_stores.chroma import ChromaVectorStore
 
             chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
             if settings.chroma_host:
@@ -114,8 +122,47 @@ class Store:
                 self.client = chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
             self.chunks = self._collection("chunks")
             self.sentences = self._collection("sentences")
-            self.chunk_store = ChromaVectorStore(chroma_collection=self.chunks)
-            self.sentence_store = ChromaVectorStore(chroma_collection=self.sentences)
+
+    def _vector_store(self, collection: Any) -> Any:
+        """llama-index's `ChromaVectorStore` over `collection`, built on first write (its import costs seconds)."""
+        if collection.name not in self._vector_stores:
+            from llama_index.vector_stores.chroma import ChromaVectorStore
+
+            self._vector_stores[collection.name] = ChromaVectorStore(chroma_collection=collection)
+        return self._vector_stores[collection.name]
+
+    def warm_up(self) -> None:
+        """Have Chroma load the sentence index in the background, once per store.
+
+        An embedded store reads its vector index on the first query (~0.6 s at 75k chunks), in Rust
+        without holding the GIL, so a throwaway query started here overlaps that with whatever the
+        caller does meanwhile (loading the corpus, embedding the question); `dense_sentences` waits
+        for it. A server keeps its index loaded, so there is nothing to warm.
+        """
+        if not self.exists or self.settings.chroma_host or self._warming is not None:
+            return
+        sentences: Any = self.sentences
+
+        def query_one() -> None:
+            try:
+                first = sentences.get(limit=1, include=["embeddings"])
+                if len(first["ids"]):
+                    sentences.query(query_embeddings=[list(first["embeddings"][0])], n_results=1, include=[])
+            except Exception as exc:  # best effort: the real query reports any problem
+                log.debug("warming the sentence index failed: %s", exc)
+
+        # Not a daemon: a process that exits before its first query waits for it, rather than
+        # tearing the interpreter down under a thread inside Chroma.
+        self._warming = threading.Thread(target=query_one, name="qa-warm-up")
+        self._warming.start()
+
+    @property
+    def chunk_store(self) -> Any:
+        return self._vector_store(self.chunks)
+
+    @property
+    def sentence_store(self) -> Any:
+        return self._vector_store(self.sentences)
 
     def _collection(self, kind: str) -> Any:
         name = f"{self.settings.collection}-{kind}"
@@ -228,21 +275,22 @@ class Store:
         return out
 
     def dense_sentences(self, vector: np.ndarray, k: int, *, available: int | None = None) -> list[SentenceHit]:
-        """Nearest sentences by cosine similarity, through llama-index's vector store query."""
-        from llama_index.core.vector_stores.types import VectorStoreQuery
-
+        """Nearest sentences by cosine similarity: the query `ChromaVectorStore.query` makes, minus its import."""
         if not self.exists:
             return []
+        warming = self._warming
+        if warming is not None:
+            warming.join()  # one index load, not two racing
         with chroma_errors(self.settings):
             n = available if available is not None else self.sentences.count()
             if n == 0:
                 return []
-            result = self.sentence_store.query(VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=min(k, n)))
+            sentences: Any = self.sentences
+            result = sentences.query(query_embeddings=[vector.tolist()], n_results=min(k, n), include=["metadatas", "distances"])
         hits = []
-        for node, sim in zip(result.nodes or [], result.similarities or []):
-            # ChromaVectorStore reports exp(-distance); cosine distance = 1 - cos.
-            cosine = 1.0 + float(np.log(max(sim, 1e-30)))
-            hits.append(SentenceHit(str(node.metadata["chunk_id"]), int(node.metadata["index"]), cosine))
+        for meta, distance in zip(result["metadatas"][0], result["distances"][0]):
+            # The collection's space is cosine: distance = 1 - cos.
+            hits.append(SentenceHit(str(meta["chunk_id"]), int(meta["index"]), 1.0 - float(distance)))
         return hits
 
     def sentence_vectors(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], np.ndarray]:
