@@ -216,7 +216,7 @@ def test_read_only_store_refuses_ingest_and_ask_in_one_line_and_the_next_ingest_
         before = _fingerprint(store)
         _assert_one_line_error(_qa("ingest", indexed.docs, data=indexed.data, owner_only=True), read_only)
         # Asking fails too: Chroma writes to its SQLite file as it opens it, even to read (it has
-        # no read-only client: chroma-core/chroma#1438). Answering needs a change in qa/store.py.
+        # no read-only client: chroma-core/chroma#1438), so the user is told what to fix.
         _assert_one_line_error(_qa("ask", SEDWILL, data=indexed.data, owner_only=True), read_only)
         assert _fingerprint(store) == before
     finally:
