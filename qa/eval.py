@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qa.cli import _settings, friendly_errors
+from qa.cli import _check_store_not_locked, _settings, friendly_errors
 from qa.errors import IndexMissingError, InputError, QAError
 from qa.metrics import (
     LLM_METRICS,
@@ -662,6 +662,7 @@ def eval_command(
     k = k or settings.top_k
     show = progress if progress is not None else (len(items) >= 20 and sys.stderr.isatty())
 
+    _check_store_not_locked(settings)
     engine = open_engine(settings, retrieval=retrieval)
     started = datetime.now().isoformat(timespec="seconds")
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import click
 
-from qa.cli import _settings, friendly_errors
+from qa.cli import _check_store_not_locked, _settings, friendly_errors
 from qa.errors import ConfigError, QAError
 from qa.feedback import record_feedback
 from qa.slack_render import (
@@ -456,6 +456,7 @@ def slack_command(use_http: bool, host: str, port: int) -> None:
     require_tokens(settings, "bot", "signing" if use_http else "app")
     from qa.engine import Engine
 
+    _check_store_not_locked(settings)
     engine = Engine(settings)
     app = build_app(engine, settings)
     info = engine.info()  # loads the index and model now rather than on the first question

@@ -236,6 +236,7 @@ def test_locked_store_fails_ingest_and_ask_in_one_line_instead_of_waiting_and_th
         holder.execute("BEGIN EXCLUSIVE")  # what a writer in another process holds; Chroma would wait 1000 s
         _assert_one_line_error(_qa("ingest", indexed.docs, data=indexed.data), locked)
         _assert_one_line_error(_qa("ask", SEDWILL, data=indexed.data), locked)
+        _assert_one_line_error(_qa("eval", "--offline", "--out", indexed.data / "run", data=indexed.data), locked)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
