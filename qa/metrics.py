@@ -52,22 +52,12 @@ METRICS = (
 )
 EXTRA_METRICS = ("accuracy",)
 LLM_METRICS = ("llm_correctness", "llm_correctness_score", "llm_faithfulness")
-# Shares in [0, 1] where higher is better: what the chart plots.
-RATES = (
-    "retrieval_hit_at_k",
-    "mrr",
-    "answer_contains",
-    "exact_match",
-    "token_f1",
-    "citation_precision",
-    "citation_recall",
-    "abstain_precision",
-    "abstain_recall",
-    "accuracy",
-    "llm_correctness",
-    "llm_faithfulness",
-)
 LOWER_IS_BETTER = frozenset({"false_abstain_rate", "latency_p50_ms", "latency_p95_ms"})
+# Shares in [0, 1] where higher is better: what the chart plots.
+RATES = tuple(
+    m for m in METRICS + EXTRA_METRICS + LLM_METRICS
+    if m not in LOWER_IS_BETTER and m not in ("n", "mode", "llm_correctness_score")
+)
 NUMERIC = tuple(m for m in (*METRICS, *EXTRA_METRICS, *LLM_METRICS) if m != "mode")
 
 _MARKER = re.compile(r"\s*\[\s*\d{1,4}(?:\s*[,;]\s*\d{1,4})*\s*\]")

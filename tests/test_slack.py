@@ -313,17 +313,22 @@ def test_empty_mention_gets_a_hint(bot: RunningBot, slack: FakeSlack) -> None:
     assert "Ask me a question about the documents" in reply.params["text"]
 
 
+def ask_once(engine: Any, settings: Any, slack: FakeSlack, question: str = "How many US diplomats will Russia expel?") -> dict[str, Any]:
+    """Start a bot on `engine`, ask one question in #general, and return the posted answer."""
+    running = start_bot(engine, settings, slack)
+    try:
+        event = slack.user_says("C0GENERAL", f"{MENTION} {question}")
+        running.deliver(event)
+        return running.wait_for_answer("C0GENERAL", event["ts"])
+    finally:
+        running.drain()
+
+
 def test_missing_index_gets_a_polite_reply_in_the_thread(slack: FakeSlack, tmp_path: Path) -> None:
     from qa import Engine, Settings
 
     engine = Engine(Settings(data_dir=tmp_path / "empty", seeds_dir=SEEDS, _env_file=None))
-    running = start_bot(engine, slack_settings(engine.settings, slack, tmp_path / "empty"), slack)
-    try:
-        event = slack.user_says("C0GENERAL", f"{MENTION} How many US diplomats will Russia expel?")
-        running.deliver(event)
-        answer = running.wait_for_answer("C0GENERAL", event["ts"])
-    finally:
-        running.drain()
+    answer = ask_once(engine, slack_settings(engine.settings, slack, tmp_path / "empty"), slack)
     assert answer["text"] == (
         "Sorry, I can't answer yet: no documents have been indexed yet "
         "(whoever runs this bot can fix that with `qa ingest`)."
@@ -339,13 +344,7 @@ def test_engine_crash_gets_a_polite_reply_without_internals(slack: FakeSlack, sh
         def ask(self, question: str, history: Any = None) -> Any:
             raise RuntimeError("connection to /secret/db refused")
 
-    running = start_bot(BrokenEngine(), slack_settings(shared_seed_engine.settings, slack, tmp_path), slack)
-    try:
-        event = slack.user_says("C0GENERAL", f"{MENTION} How many US diplomats will Russia expel?")
-        running.deliver(event)
-        answer = running.wait_for_answer("C0GENERAL", event["ts"])
-    finally:
-        running.drain()
+    answer = ask_once(BrokenEngine(), slack_settings(shared_seed_engine.settings, slack, tmp_path), slack)
     assert answer["text"].startswith("Sorry, something went wrong while answering")
     assert "secret" not in answer["text"]
 

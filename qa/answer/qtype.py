@@ -6,6 +6,8 @@ import functools
 import re
 from dataclasses import dataclass, replace
 
+from qa.retrieve import _stemmer
+
 _MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
 _DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
 _DATE = re.compile(
@@ -129,14 +131,10 @@ def negates(text: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def _stem(word: str) -> str:
-    return _snowball().stemWord(word.lower().strip("’'"))
+    return _english_stemmer().stemWord(word.lower().strip("’'"))
 
 
-@functools.lru_cache(maxsize=1)
-def _snowball() -> object:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
+_english_stemmer = functools.lru_cache(maxsize=1)(_stemmer)  # the one BM25 stems with
 
 
 def _same(a: str, b: str) -> bool:
