@@ -106,6 +106,7 @@ class LazyGroup(click.Group):
     lazy: dict[str, tuple[str, str]] = {
         # name: ("module:attribute", short help shown by `qa --help` without importing the module)
         "chat": ("qa.ui:chat_command", "Start the chat page (Gradio) on the engine."),
+        "check": ("qa.check:check_command", "Read every stored vector and text back; --repair re-embeds what is damaged."),
         "eval": ("qa.eval:eval_command", "Score the engine against a gold Q&A set; compare runs; gate CI."),
         "feedback": ("qa.feedback:feedback_group", "Work with the feedback log (export it as gold data)."),
         "slack": ("qa.slack:slack_command", "Run the Slack bot (Socket Mode or Events API over HTTP)."),

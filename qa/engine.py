@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -11,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa.errors import IndexMissingError, InputError, LLMError, QAError
+from qa.errors import IndexMissingError, InputError, LLMError, QAError, StoreError
 from qa.settings import Settings
 from qa.types import Answer, IngestReport
 
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
     from qa.answer.extractive import ExtractiveAnswerer
     from qa.answer.llm import LLMAnswerer
     from qa.embed import Embedder
-    from qa.retrieve import Corpus, Retriever
-    from qa.store import Store
+    from qa.retrieve import Corpus, Retriever, Retrieval
+    from qa.store import Store, WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,19 @@ def follow_up_context(question: str, history: Sequence[Message | str] | None) ->
 
 
 class Engine:
-    """Ingests folders into the store and answers questions with citations. Safe to share between threads."""
+    """Ingests folders into the store and answers questions with citations. Safe to share between threads.
+
+    Writes (`ingest`, or anything inside `writing()`) hold the store's writer lock, so one process
+    writes at a time; questions never wait for them. While this engine writes, its questions use the
+    corpus as it was; the new one is built before it is swapped in. When another process has changed
+    the store, the next question reopens it and reloads the corpus first.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held briefly: to load or swap parts, never across a write
+        self._writer: WriterLock | None = None
+        self._writes = 0  # writes in progress in this engine; questions keep the corpus they have
         self._store: Store | None = None
         self._embedder: Embedder | None = None
         self._corpus: Corpus | None = None
@@ -110,6 +119,48 @@ class Engine:
                 self._store = Store(self.settings)
             return self._store
 
+    def _current_store(self) -> Store:
+        """The store, opened again if another process has written to it since this one was opened."""
+        with self._lock:
+            store = self.store
+            if store.is_stale():
+                from qa.store import Store
+
+                log.info("the store changed in another process; reopening %s", self.settings.describe_store())
+                self._store = store = Store(self.settings, fresh=True)
+                self._retriever = None
+            return store
+
+    def reopen(self) -> None:
+        """Open the store afresh on next use and drop everything loaded from it (after it was replaced)."""
+        from qa.store import _forget_cached_system
+
+        with self._lock:
+            if not self.settings.chroma_host:
+                _forget_cached_system(self.settings.store_path)
+            self._store = self._corpus = self._corpus_generation = self._retriever = None
+
+    @property
+    def writer_lock(self) -> WriterLock:
+        with self._lock:
+            if self._writer is None:
+                from qa.store import WriterLock
+
+                self._writer = WriterLock(self.settings)
+            return self._writer
+
+    @contextlib.contextmanager
+    def writing(self, *, command: str | None = None) -> Iterator[None]:
+        """Hold the store's writer lock (waiting up to QA_WRITE_LOCK_TIMEOUT); questions go on meanwhile."""
+        with self.writer_lock.hold(command=command):
+            with self._lock:
+                self._writes += 1
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._writes -= 1
+
     @property
     def embedder(self) -> Embedder:
         with self._lock:
@@ -122,15 +173,28 @@ class Engine:
     @property
     def corpus(self) -> Corpus:
         with self._lock:
-            generation = self.store.generation()
+            if self._writes and self._corpus is not None:
+                return self._corpus  # mid-write: the last complete corpus, swapped when the write ends
+            store = self._current_store()
+            generation = store.generation()
             if self._corpus is None or generation != self._corpus_generation:
                 from qa.retrieve import Corpus
 
-                self.store.warm_up()  # Chroma loads its vector index while the corpus loads here
-                self._corpus = Corpus.load(self.store, self.settings.data_dir / "cache")
+                store.warm_up()  # Chroma loads its vector index while the corpus loads here
+                self._corpus = Corpus.load(store, self.settings.data_dir / "cache")
                 self._corpus_generation = generation
                 self._retriever = None
             return self._corpus
+
+    def _swap_corpus(self) -> None:
+        """After a write: build the new corpus, then swap it in at once (questions meanwhile use the old one)."""
+        from qa.retrieve import Corpus
+
+        store = self.store
+        generation = store.generation()
+        corpus = Corpus.load(store, self.settings.data_dir / "cache")
+        with self._lock:
+            self._corpus, self._corpus_generation, self._retriever = corpus, generation, None
 
     @property
     def retriever(self) -> Retriever:
@@ -141,6 +205,26 @@ class Engine:
 
                 self._retriever = Retriever(self.store, corpus, self.embedder)
             return self._retriever
+
+    def _retrieve(self, query: str, k: int) -> tuple[Retriever, Retrieval]:
+        """One retriever (one corpus snapshot) and its retrieval; a store error is retried once on a reopened store.
+
+        Another process may write between the freshness check and the query; reopening then
+        answers from what it wrote instead of failing the question.
+        """
+        retriever = self.retriever
+        try:
+            return retriever, retriever.retrieve(query, k)
+        except StoreError as exc:
+            log.warning("retrieval failed (%s); reopening the store and retrying once", exc)
+            with self._lock:
+                if self._store is retriever.store:
+                    from qa.store import Store
+
+                    self._store = Store(self.settings, fresh=True)
+                    self._corpus = self._retriever = None
+            retriever = self.retriever
+            return retriever, retriever.retrieve(query, k)
 
     @property
     def answerer(self) -> Any:
@@ -173,7 +257,12 @@ class Engine:
     # -- ingest ---------------------------------------------------------------------------------
 
     def ingest(self, folder: str | Path | None = None, *, progress: bool | None = None) -> IngestReport:
-        """Bring the store in line with `folder`: embed new or changed files, drop removed ones."""
+        """Bring the store in line with `folder`: embed new or changed files, drop removed ones.
+
+        Holds the store's writer lock throughout (a second writer waits, then fails naming this
+        one). Chunks kept as they are get their stored vectors read back: any missing or unreadable
+        is embedded again (`chunks_repaired`).
+        """
         from qa.documents import chunk_document, load_folder
 
         started = time.perf_counter()
@@ -185,15 +274,19 @@ class Engine:
             log.warning("skipped %s: %s", source, reason)
         report = IngestReport(skipped=dict(scan.skipped))
         root_key = str(root.resolve())
-        with self._lock:
-            store = self.store
+        with self.writing():
+            # Opened again if another writer changed it while this one waited for the lock: an
+            # embedded client writing from an outdated in-memory index is what damages a store.
+            store = self._current_store()
             existing = store.chunk_ids_by_source(root_key)
             to_add = []
+            kept = []
             to_delete: list[str] = []
             for doc in scan.documents:
                 chunks = chunk_document(doc, count_tokens=self.embedder.count_tokens, max_tokens=self.settings.chunk_tokens)
                 old = existing.get(doc.source, {})
                 new_ids = {c.id for c in chunks}
+                kept.extend(c for c in chunks if c.id in old)
                 if set(old) == new_ids:
                     report.unchanged.append(doc.source)
                     continue
@@ -205,11 +298,17 @@ class Engine:
                 if source not in present:
                     report.removed.append(source)
                     to_delete.extend(ids)
-            self._embed_and_write(to_add, root_key, progress)
+            damaged = store.damaged_chunks(kept) if kept else set()
+            if damaged:
+                log.warning("%d stored chunks had missing or unreadable vectors; embedding them again", len(damaged))
+            repaired = [c for c in kept if c.id in damaged]
+            self._embed_and_write(to_add + repaired, root_key, progress)
             store.delete(to_delete)
-            report.chunks_embedded = len(to_add)
+            report.chunks_embedded = len(to_add) + len(repaired)
+            report.chunks_repaired = len(repaired)
             report.chunks_deleted = len(to_delete)
-            self._corpus = None
+            if self._corpus is not None and (to_add or repaired or to_delete):
+                self._swap_corpus()  # a process that answers questions gets the new corpus whole
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
@@ -232,7 +331,7 @@ class Engine:
                 for c in group:
                     per_chunk.append(vectors[at : at + len(c.sentences)])
                     at += len(c.sentences)
-                self.store.add(group, per_chunk, root=root_key)
+                self.store.add(group, per_chunk, root=root_key)  # embedding above ran without holding _lock
                 if bar is not None:
                     bar.update(len(texts))
         finally:
@@ -276,8 +375,7 @@ class Engine:
         t0 = time.perf_counter()
         # One retriever (and so one corpus snapshot) for the whole question, even if an ingest
         # swaps the corpus meanwhile: sentence positions in `retrieval` refer to that snapshot.
-        retriever = self.retriever
-        retrieval = retriever.retrieve(query, k or self.settings.top_k)
+        retriever, retrieval = self._retrieve(query, k or self.settings.top_k)
         t1 = time.perf_counter()
         answer = self.extractive_answerer.answer(question, retrieval, retriever.corpus, context=context)
         t2 = time.perf_counter()
@@ -311,8 +409,7 @@ class Engine:
                 query = llm.condense(prompts["condense"], fallback=question)
                 timings["condense_ms"] = _ms(t, time.perf_counter())
             t0 = time.perf_counter()
-            retriever = self.retriever
-            retrieval = retriever.retrieve(query, k or self.settings.top_k)
+            retriever, retrieval = self._retrieve(query, k or self.settings.top_k)
             t1 = time.perf_counter()
             prompts["answer"] = llm.answer_messages(query, retrieval.chunks)
             llm_started = time.perf_counter()

@@ -5,6 +5,7 @@
     ├── InputError            a question or file we refuse (empty, too long, unreadable)
     ├── IndexMissingError     nothing ingested yet
     ├── StoreError            the Chroma store can't be reached or opened
+    │   └── StoreBusyError        another writer held the store past QA_WRITE_LOCK_TIMEOUT
     ├── PromptError           a prompt template is missing or lacks a variable
     └── LLMError              the language model failed
         ├── LLMAuthError          the key was refused
@@ -31,6 +32,10 @@ class IndexMissingError(QAError):
 
 
 class StoreError(QAError):
+    pass
+
+
+class StoreBusyError(StoreError):
     pass
 
 

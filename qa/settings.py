@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     collection: str = Field("qa", description="Chroma collection name.")
     chroma_host: str | None = Field(None, description="Chroma server host; unset = embedded store in data_dir.")
     chroma_port: int = Field(8000, description="Chroma server port.")
+    write_lock_timeout: float = Field(
+        300.0, ge=0, description="Seconds a writer (ingest, upload, re-index, repair) waits for another to finish."
+    )
+    check_timeout: float = Field(300.0, gt=0, description="Seconds `qa check` gives the store to open and be read.")
 
     # Chunking and embeddings
     max_file_mb: int = Field(20, description="Larger files are skipped at ingest with a warning.")

@@ -16,15 +16,23 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import re
+import shlex
+import socket
+import sys
+import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from qa.errors import ConfigError, StoreError
+from qa.errors import ConfigError, StoreBusyError, StoreError
 from qa.types import Chunk, Sentence
 
 if TYPE_CHECKING:
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _BATCH = 1000
+_VERIFY_BATCH = 500  # ids read back per call when checking vectors
 
 
 @contextlib.contextmanager
@@ -55,6 +64,108 @@ def chroma_errors(settings: Settings) -> Iterator[None]:
         if "locked" in text.lower():
             raise StoreError(f"The store at {settings.store_path} is locked by another process; retry in a moment.") from None
         raise StoreError(f"The store at {settings.store_path} failed: {text} ({name}).") from None
+
+
+def writer_lock_path(settings: Settings) -> Path:
+    """The lock file every writer of this store takes: beside an embedded store, or per server on this machine."""
+    if settings.chroma_host:
+        # Writers of one server may use different QA_DATA_DIRs: the lock is keyed by the server, in a
+        # folder every local user can reach. It serialises writers on this machine only.
+        name = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{settings.chroma_host.lower()}-{settings.chroma_port}")
+        return Path(tempfile.gettempdir()) / "qa-writer-locks" / f"chroma-{name}.lock"
+    return settings.data_dir / "chroma.writer.lock"
+
+
+class WriterLock:
+    """One writer at a time per store, across threads and processes (Chroma's embedded client is not process-safe).
+
+    Held for a whole write: ingest, upload, re-index, repair. Readers never take it. A second writer
+    waits up to `QA_WRITE_LOCK_TIMEOUT` seconds, then fails naming the holder, which each writer
+    records (pid, host, command, start) in a side file next to the lock. Re-entrant in one thread.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from filelock import FileLock
+
+        self.settings = settings
+        self.path = writer_lock_path(settings)
+        self.holder_path = self.path.with_name(self.path.name + ".holder")
+        # thread_local: each thread has its own descriptor, so two threads of one process exclude
+        # each other too; one thread may re-enter (the chat page's upload holds it around ingest).
+        self._lock = FileLock(str(self.path), mode=0o666, thread_local=True)
+        self._depth = threading.local()
+
+    @contextlib.contextmanager
+    def hold(self, *, command: str | None = None) -> Iterator[None]:
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0:
+            self._acquire()
+            self._write_holder(command)
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                self.holder_path.unlink(missing_ok=True)  # before releasing: never delete the next holder's note
+                self._lock.release()
+
+    def _acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.settings.chroma_host:
+                with contextlib.suppress(OSError):
+                    self.path.parent.chmod(0o1777)  # shared by every local user, like /tmp
+            self._lock.acquire(timeout=self.settings.write_lock_timeout)
+        except Timeout:
+            raise StoreBusyError(
+                f"Another writer is updating {self.settings.describe_store()}: {self.holder()}. "
+                f"Gave up after {self.settings.write_lock_timeout:g} s (QA_WRITE_LOCK_TIMEOUT); retry when it has finished."
+            ) from None
+        except PermissionError as exc:
+            raise StoreError(
+                f"Can't create the writer lock {self.path} ({exc.strerror}); fix its folder's permissions or set QA_DATA_DIR."
+            ) from exc
+
+    def _write_holder(self, command: str | None) -> None:
+        argv = [Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv and sys.argv[0] else ["python"]
+        note = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": (command or shlex.join(argv))[:200],
+            "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+        try:
+            tmp = self.holder_path.with_name(f"{self.holder_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(note), encoding="utf-8")
+            tmp.replace(self.holder_path)
+        except OSError as exc:  # the note only helps the next writer's message
+            log.debug("could not write %s: %s", self.holder_path, exc)
+
+    def holder(self) -> str:
+        """Who holds the lock, as one phrase (from the side file the holder wrote)."""
+        try:
+            note = json.loads(self.holder_path.read_text(encoding="utf-8"))
+            command = " ".join(str(note["command"]).split())
+            return f"pid {int(note['pid'])} on {note['host']} running `{command}` since {note['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "a process that left no note of who it is"
+
+
+def _forget_cached_system(path: Path) -> None:
+    """Make the next `PersistentClient(path)` a new one, reading the store from disk.
+
+    Chroma shares one client "system" per path within a process, with its vector index loaded in
+    memory. Clients already made keep theirs (a question in flight finishes on it); new ones load
+    what other processes wrote since.
+    """
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    with SharedSystemClient._refcount_lock:
+        SharedSystemClient._identifier_to_system.pop(str(path), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(path), None)
 
 
 @dataclass(frozen=True)
@@ -94,10 +205,11 @@ def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
 class Store:
     """The corpus in Chroma: chunk records and sentence vectors, written through llama-index, read directly."""
 
-    def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
+    def __init__(self, settings: Settings, *, read_only: bool = False, fresh: bool = False) -> None:
         self.settings = settings
         self._vector_stores: dict[str, Any] = {}  # llama-index's, by collection name: for writes only
         self._warming: threading.Thread | None = None
+        self.seen_generation: str | None = None  # as opened or last written by this process
         with chroma_errors(settings):
             import chromadb
 
@@ -118,10 +230,13 @@ class Store:
                     from chromadb.api.client import SharedSystemClient
 
                     SharedSystemClient.clear_system_cache()
+                elif fresh:
+                    _forget_cached_system(settings.store_path)
                 settings.store_path.mkdir(parents=True, exist_ok=True)
                 self.client = chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
             self.chunks = self._collection("chunks")
             self.sentences = self._collection("sentences")
+        self.seen_generation = self.generation()
 
     def _vector_store(self, collection: Any) -> Any:
         """llama-index's `ChromaVectorStore` over `collection`, built on first write (its import costs seconds)."""
@@ -194,7 +309,53 @@ class Store:
             return str(meta.get("generation", "none"))
 
     def _bump_generation(self) -> None:
-        self.chunks.modify(metadata={"generation": uuid.uuid4().hex})
+        generation = uuid.uuid4().hex
+        self.chunks.modify(metadata={"generation": generation})
+        self.seen_generation = generation
+
+    def is_stale(self) -> bool:
+        """Whether another process changed the store since this client opened it or last wrote.
+
+        An embedded client keeps its vector index in memory: after another process's ingest it
+        misses the new vectors ("Error finding id") until it is opened again.
+        """
+        return self.exists and self.generation() != self.seen_generation
+
+    def unreadable(self, kind: str, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` in the `chunks` or `sentences` collection whose record, vector or text can't be read back."""
+        collection = self.chunks if kind == "chunks" else self.sentences
+        bad: set[str] = set()
+        if not ids or collection is None:
+            return set(ids)
+
+        def readable(batch: list[str]) -> set[str]:
+            got = collection.get(ids=batch, include=["embeddings", "documents"])
+            return {
+                str(i) for i, e, d in zip(got["ids"], got["embeddings"], got["documents"])
+                if e is not None and len(e) and d
+            }
+
+        for at in range(0, len(ids), _VERIFY_BATCH):
+            batch = list(ids[at : at + _VERIFY_BATCH])
+            try:
+                bad |= set(batch) - readable(batch)
+                continue
+            except Exception as exc:  # one damaged vector fails the whole batch: find which, one by one
+                log.debug("reading back %d %s failed (%s); checking them one by one", len(batch), kind, exc)
+            for one in batch:
+                try:
+                    bad |= {one} - readable([one])
+                except Exception:
+                    bad.add(one)
+        return bad
+
+    def damaged_chunks(self, chunks: Sequence[Chunk]) -> set[str]:
+        """Ids of `chunks` whose chunk record or any sentence vector is missing or unreadable."""
+        with chroma_errors(self.settings):
+            bad = self.unreadable("chunks", [c.id for c in chunks])
+            sentence_ids = [f"{c.id}:{i}" for c in chunks for i in range(len(c.sentences))]
+            bad |= {sid.rpartition(":")[0] for sid in self.unreadable("sentences", sentence_ids)}
+        return bad
 
     def chunk_ids_by_source(self, root: str) -> dict[str, dict[str, str]]:
         """`{source: {chunk_id: file_hash}}` for chunks ingested from `root`."""

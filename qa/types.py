@@ -117,6 +117,7 @@ class IngestReport:
     skipped: dict[str, str] = field(default_factory=dict)
     chunks_embedded: int = 0
     chunks_deleted: int = 0
+    chunks_repaired: int = 0  # of chunks_embedded: kept chunks whose stored vectors were missing or unreadable
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 import unicodedata
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from qa.errors import ConfigError, IndexMissingError, InputError, QAError
+from qa.errors import ConfigError, IndexMissingError, InputError, QAError, StoreBusyError, StoreError
 from qa.ui_render import (
     CSS,
     render_answer,
@@ -45,48 +43,6 @@ _SHOWN_QUESTION = 300  # an over-long question is echoed up to this many charact
 Message = dict[str, Any]
 
 
-class _Gate:
-    """Questions share the index; an ingest has it alone.
-
-    Any number of retrievals run together; an ingest waits for those in flight and holds new ones
-    until it is done, so a question never sees a half-written index. Writers go first once waiting.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writing = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writing or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-
-
 def new_session() -> dict[str, Any]:
     """One browser session's conversation: what the Chatbot shows and the answered turns behind it."""
     return {"messages": [], "turns": []}
@@ -108,6 +64,11 @@ def _error_reply(exc: BaseException, settings: Settings) -> str:
             "Sorry, no documents are indexed yet. Press “Re-index seeds” in the Documents panel "
             "(or run `qa ingest`), then ask again."
         )
+    if isinstance(exc, StoreBusyError):
+        return "Another upload or re-index is still running; try again when it has finished."
+    if isinstance(exc, StoreError):  # names server paths and hosts: for the log, not the page
+        log.warning("store error: %s", exc)
+        return "Sorry, the document store isn't available right now. Please try again in a moment; the details are in the server log."
     if isinstance(exc, QAError):
         return f"Sorry, I couldn't answer that. {exc}"
     detail = f" ({type(exc).__name__}: {exc})" if settings.debug else ""
@@ -126,12 +87,15 @@ def _assistant(html_text: str) -> Message:
 
 
 class ChatPage:
-    """The event handlers of one app; the engine and its gate are shared by every session."""
+    """The event handlers of one app; the engine is shared by every session.
+
+    Uploads and re-indexes hold the store's writer lock (`engine.writing()`); questions never wait
+    for them: the engine answers from the last complete corpus until the new one is swapped in.
+    """
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        self.gate = _Gate()
 
     # -- chat -----------------------------------------------------------------------------------
 
@@ -181,8 +145,7 @@ class ChatPage:
         from qa.types import Answer
 
         stream = self.engine.stream(question, _history(state["turns"]))
-        with self.gate.reading():  # retrieval happens before the first item; generation needs no index
-            first = next(stream, None)
+        first = next(stream, None)
         partial, last_shown = "", 0.0
         item: Any = first
         while item is not None:
@@ -230,20 +193,19 @@ class ChatPage:
 
     def corpus(self) -> str:
         try:
-            with self.gate.reading():
-                if self.engine.store.count() == 0:
-                    return render_documents([])
-                return render_documents(self.engine.documents())
+            if self.engine.store.count() == 0:
+                return render_documents([])
+            return render_documents(self.engine.documents())
         except QAError as exc:
-            return render_error(str(exc))
+            return render_error(_error_reply(exc, self.settings))
 
     def reindex(self) -> tuple[str, str]:
         """Re-index the seeds folder (incremental) and report what changed."""
         try:
-            with self.gate.writing():
+            with self.engine.writing(command="qa chat: re-index"):
                 report = self.engine.ingest(self.settings.seeds_dir, progress=False)
         except QAError as exc:
-            return render_error(str(exc)), self.corpus()
+            return render_error(_error_reply(exc, self.settings) if isinstance(exc, StoreError) else str(exc)), self.corpus()
         except Exception as exc:  # noqa: BLE001
             log.exception("re-index failed")
             return render_error(_error_reply(exc, self.settings)), self.corpus()
@@ -262,7 +224,7 @@ class ChatPage:
         lines: list[str] = []
         saved: dict[str, str] = {}
         try:
-            with self.gate.writing():
+            with self.engine.writing(command="qa chat: upload"):  # the files saved and indexed by one writer
                 for path in files:
                     original = Path(path).name
                     try:
@@ -280,7 +242,7 @@ class ChatPage:
                             renamed = f" (saved as {name})" if name != original else ""
                             lines.insert(0, f"{original}: added and indexed{renamed}.")
         except QAError as exc:
-            lines.append(str(exc))
+            lines.append(_error_reply(exc, self.settings) if isinstance(exc, StoreError) else str(exc))
         except Exception as exc:  # noqa: BLE001
             log.exception("upload failed")
             lines.append(_error_reply(exc, self.settings))
