@@ -103,17 +103,18 @@ def test_ingest_reembeds_an_unchanged_chunk_whose_vectors_were_lost(indexed: tup
 
 def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, answer = indexed
-    lose_sentence_vectors(data, like="%:2")
+    lost = lose_sentence_vectors(data, like="%:2")  # the third sentence of each chunk that has one
+    assert lost == 5
     line = _one_line_error(_qa("check", data=data))
     assert line == (
-        "Error: The store is damaged: 7 sentences can't be read back (of 7 chunks, 24 sentences). "
+        "Error: The store is damaged: 5 sentences can't be read back (of 7 chunks, 24 sentences). "
         "Run `qa check --repair` to rebuild it from the documents on disk."
     )
     done = _qa("check", "--repair", "--json", data=data)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["before"]["unreadable_sentences"] == 7 and result["after"]["healthy"]
-    assert any("7 chunks embedded (7 repaired)" in line for line in result["repairs"])
+    assert result["before"]["unreadable_sentences"] == 5 and result["after"]["healthy"]
+    assert any("5 chunks embedded (5 repaired)" in line for line in result["repairs"])
     assert _qa("check", data=data).returncode == 0
     assert json.loads(_qa("ask", "--json", SEDWILL, data=data).stdout)["text"] == answer["text"]
 
@@ -122,7 +123,7 @@ def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, 
 def big_store(tmp_path: Path, fake_openai: FakeOpenAI) -> tuple[Path, Path, dict[str, str]]:  # noqa: F811
     """A store past Chroma's in-log threshold, so its vectors live in the index files (fake embedder: seconds)."""
     docs = tmp_path / "docs"
-    write_folder(docs, files=250, tag="big", round_no=1)
+    write_folder(docs, files=600, tag="big", round_no=1)
     data = tmp_path / ".qa"
     env = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": fake_openai.base_url}
     done = _qa("ingest", docs, data=data, **env)
@@ -147,8 +148,8 @@ def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_r
     assert done.returncode == 0, done.stderr
     [aside] = data.glob("chroma.broken-*")  # kept, not deleted
     assert f"Moved the store that can't be opened to {aside}" in done.stdout
-    assert f"Re-indexed {docs}: 500 chunks embedded" in done.stdout
-    assert done.stdout.splitlines()[-1] == "The store is healthy: 500 chunks and 1250 sentences, every vector and text readable."
+    assert f"Re-indexed {docs}: 1200 chunks embedded" in done.stdout
+    assert done.stdout.splitlines()[-1] == "The store is healthy: 1200 chunks and 3000 sentences, every vector and text readable."
 
 
 def test_a_store_whose_index_fails_to_load_is_reported_in_one_line(big_store: tuple[Path, Path, dict[str, str]]) -> None:
