@@ -233,7 +233,11 @@ class Store:
                 elif fresh:
                     _forget_cached_system(settings.store_path)
                 settings.store_path.mkdir(parents=True, exist_ok=True)
-                self.client = chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
+                try:
+                    self.client = chromadb.PersistentClient(path=str(settings.store_path), settings=chroma_settings)
+                except Exception:
+                    _forget_cached_system(settings.store_path)  # else the half-started client is reused next time
+                    raise
             self.chunks = self._collection("chunks")
             self.sentences = self._collection("sentences")
         self.seen_generation = self.generation()

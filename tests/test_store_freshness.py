@@ -44,9 +44,9 @@ def _answers_from_the_other_process(engine: Engine, tmp_path: Path) -> None:
     assert answer.citations[0].source == "varn.txt"
     assert "national security adviser" in engine.ask(SEDWILL).text
     (docs / "varn.txt").unlink()
-    (docs / "ferry.txt").write_text("The ferry to Kell leaves at nine from pier four.\n", encoding="utf-8")
+    (docs / "ferry.txt").write_text("The ferry to Kell is captained by Ilse Marrow.\n", encoding="utf-8")
     _ingest_in_another_process(docs, engine.settings)  # removes varn.txt, adds ferry.txt
-    assert "pier four" in engine.ask("Where does the ferry to Kell leave from?").text
+    assert "Ilse Marrow" in engine.ask("Who captains the ferry to Kell?").text
     assert not any(c.source == "varn.txt" for c in engine.corpus.chunks)
 
 
@@ -91,7 +91,7 @@ def test_the_chat_page_answers_from_another_process_ingest_and_shows_no_store_pa
     seed_engine.reopen()
     *_, (_box, messages, state, failed) = page.chat("Who keeps the lighthouse of Varn?", state)
     shown = messages[-1]["content"] + page.corpus()
-    assert "isn't available right now" in shown
+    assert "the document store isn&#x27;t available right now" in messages[-1]["content"]
     assert str(seed_engine.settings.data_dir) not in shown and "chroma" not in shown.lower()
 
 
