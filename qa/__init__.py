@@ -18,6 +18,7 @@ from qa.errors import (
     LLMUnavailableError,
     PromptError,
     QAError,
+    StoreBusyError,
     StoreError,
 )
 from qa.settings import Settings
@@ -40,6 +41,7 @@ __all__ = [
     "PromptError",
     "QAError",
     "Settings",
+    "StoreBusyError",
     "StoreError",
     "__version__",
 ]
