@@ -119,17 +119,19 @@ class Engine:
                 self._store = Store(self.settings)
             return self._store
 
-    def _current_store(self) -> Store:
-        """The store, opened again if another process has written to it since this one was opened."""
+    def _current_store(self) -> tuple[Store, str]:
+        """The store and its generation, opened again if another process has written to it since it was opened."""
         with self._lock:
             store = self.store
-            if store.is_stale():
+            generation, stale = store.current_generation()
+            if stale:
                 from qa.store import Store
 
                 log.info("the store changed in another process; reopening %s", self.settings.describe_store())
                 self._store = store = Store(self.settings, fresh=True)
                 self._retriever = None
-            return store
+                generation = store.seen_generation or store.generation()
+            return store, generation
 
     def reopen(self) -> None:
         """Open the store afresh on next use and drop everything loaded from it (after it was replaced)."""
@@ -175,8 +177,7 @@ class Engine:
         with self._lock:
             if self._writes and self._corpus is not None:
                 return self._corpus  # mid-write: the last complete corpus, swapped when the write ends
-            store = self._current_store()
-            generation = store.generation()
+            store, generation = self._current_store()
             if self._corpus is None or generation != self._corpus_generation:
                 from qa.retrieve import Corpus
 
@@ -218,7 +219,9 @@ class Engine:
         except StoreError as exc:
             log.warning("retrieval failed (%s); reopening the store and retrying once", exc)
             with self._lock:
-                if self._store is retriever.store:
+                # Never while this engine writes: two clients of one process writing one store is
+                # the damage the writer lock exists to prevent.
+                if self._store is retriever.store and not self._writes:
                     from qa.store import Store
 
                     self._store = Store(self.settings, fresh=True)
@@ -277,7 +280,7 @@ class Engine:
         with self.writing():
             # Opened again if another writer changed it while this one waited for the lock: an
             # embedded client writing from an outdated in-memory index is what damages a store.
-            store = self._current_store()
+            store, _ = self._current_store()
             existing = store.chunk_ids_by_source(root_key)
             to_add = []
             kept = []
@@ -302,7 +305,7 @@ class Engine:
             if damaged:
                 log.warning("%d stored chunks had missing or unreadable vectors; embedding them again", len(damaged))
             repaired = [c for c in kept if c.id in damaged]
-            self._embed_and_write(to_add + repaired, root_key, progress)
+            self._embed_and_write(store, to_add + repaired, root_key, progress)
             store.delete(to_delete)
             report.chunks_embedded = len(to_add) + len(repaired)
             report.chunks_repaired = len(repaired)
@@ -312,7 +315,7 @@ class Engine:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _embed_and_write(self, chunks: list[Any], root_key: str, progress: bool | None) -> None:
+    def _embed_and_write(self, store: Store, chunks: list[Any], root_key: str, progress: bool | None) -> None:
         if not chunks:
             return
         total = sum(len(c.sentences) for c in chunks)
@@ -331,7 +334,7 @@ class Engine:
                 for c in group:
                     per_chunk.append(vectors[at : at + len(c.sentences)])
                     at += len(c.sentences)
-                self.store.add(group, per_chunk, root=root_key)  # embedding above ran without holding _lock
+                store.add(group, per_chunk, root=root_key)  # embedding above ran without holding _lock
                 if bar is not None:
                     bar.update(len(texts))
         finally:

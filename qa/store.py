@@ -317,13 +317,14 @@ class Store:
         self.chunks.modify(metadata={"generation": generation})
         self.seen_generation = generation
 
-    def is_stale(self) -> bool:
-        """Whether another process changed the store since this client opened it or last wrote.
+    def current_generation(self) -> tuple[str, bool]:
+        """The generation now, and whether another process changed it since this client opened the store or wrote.
 
         An embedded client keeps its vector index in memory: after another process's ingest it
         misses the new vectors ("Error finding id") until it is opened again.
         """
-        return self.exists and self.generation() != self.seen_generation
+        generation = self.generation()
+        return generation, self.exists and generation != self.seen_generation
 
     def unreadable(self, kind: str, ids: Sequence[str]) -> set[str]:
         """Those of `ids` in the `chunks` or `sentences` collection whose record, vector or text can't be read back."""
