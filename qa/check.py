@@ -202,6 +202,9 @@ def repair(engine: Engine, found: Findings) -> list[str]:
     with engine.writing(command="qa check --repair"):
         roots = list(found.roots)
         if found.problem:
+            from qa.cli import _check_store_not_locked
+
+            _check_store_not_locked(settings)  # a store that hangs because another process holds it is left alone
             roots = roots or _roots_from_sqlite(settings) or [str(settings.seeds_dir.resolve())]
             lines.append(_set_aside(engine))
         else:

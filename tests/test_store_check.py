@@ -166,6 +166,8 @@ def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path,
     try:
         holder.execute("BEGIN EXCLUSIVE")  # Chroma would wait 1000 s for it
         done = _qa("check", data=data, QA_CHECK_TIMEOUT="3")
+        # Repair leaves a store that another process holds alone, rather than rebuilding it.
+        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="3")
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -173,3 +175,8 @@ def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path,
         f"Error: The store is damaged: Opening embedded chroma at {data / 'chroma'} hung for over 3 s (QA_CHECK_TIMEOUT). "
         "Run `qa check --repair` to rebuild it from the documents on disk."
     )
+    assert _one_line_error(repaired) == (
+        f"Error: The store at {data / 'chroma'} is locked by another process; retry in a moment."
+    )
+    assert not list(data.glob("chroma.broken-*"))
+    assert _qa("check", data=data).returncode == 0
