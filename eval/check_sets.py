@@ -51,7 +51,7 @@ def _check_turn(where: str, item: dict, texts: list[str], problems: list[str]) -
 
 
 def check_gold(path: Path, texts: list[str], ids: set[str], problems: list[str], *, split_test: set[str] | None = None) -> dict:
-    counts = {"items": 0, "answerable": 0, "unanswerable": 0, "follow_ups": 0, "reworded": 0}
+    counts = {"items": 0, "answerable": 0, "unanswerable": 0, "follow_ups": 0, "reworded": 0, "new_unanswerable": 0}
     for number, item in _lines(path):
         where = f"{path.relative_to(ROOT)}:{number}"
         if item.get("id") in ids:
@@ -68,6 +68,7 @@ def check_gold(path: Path, texts: list[str], ids: set[str], problems: list[str],
         counts["items"] += 1
         counts["answerable" if item.get("answerable") else "unanswerable"] += 1
         counts["follow_ups"] += bool(history)
+        counts["new_unanswerable"] += not item.get("answerable") and "of" not in item
     return counts
 
 
