@@ -110,6 +110,20 @@ def test_writers_of_one_chroma_server_share_a_lock_on_this_machine_whatever_thei
     assert "`qa ingest one/`" in done.stderr and len(done.stderr.splitlines()) == 1
 
 
+def test_eval_corpus_ingest_takes_the_same_lock(tmp_path: Path) -> None:
+    data = tmp_path / ".qa"
+    release, held = threading.Event(), threading.Event()
+    holder = _hold(Settings(data_dir=data, _env_file=None), "qa ingest docs/", release, held)
+    try:
+        done = _qa("eval", "--offline", "--corpus", SEEDS, "--out", tmp_path / "run", data=data, QA_WRITE_LOCK_TIMEOUT="1")
+    finally:
+        release.set()
+        holder.join()
+    assert done.returncode == 1
+    [line] = done.stderr.splitlines()
+    assert line.startswith("Error: Another writer is updating embedded chroma") and "`qa ingest docs/`" in line
+
+
 def test_chat_page_upload_and_reindex_wait_for_a_cli_writer_and_say_so_politely(tmp_path: Path, seed_data_dir: Path) -> None:
     from qa import Engine
     from qa.ui import ChatPage
