@@ -127,8 +127,9 @@ class ChatPage:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reply; the app keeps serving
             if not isinstance(exc, QAError):
                 log.exception("chat failed on %r", question)
-            messages[-1] = _assistant(render_error(_error_reply(exc, self.settings)))
-            yield "", messages, state, {"error": str(exc)}
+            messages[-1] = _assistant(render_error(reply := _error_reply(exc, self.settings)))
+            # Store and unexpected errors name paths and internals: the API gets the polite reply too.
+            yield "", messages, state, {"error": str(exc) if isinstance(exc, QAError) and not isinstance(exc, StoreError) else reply}
             return
         messages[-1] = _assistant(render_answer(answer))
         data = answer.to_dict()
