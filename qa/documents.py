@@ -191,7 +191,10 @@ def chunk_document(doc: Document, *, count_tokens: TokenCounter, max_tokens: int
             continue
         sizes = count_tokens([doc.text[s:e] for s, e in spans])
         spans, sizes = _split_oversize(doc.text, spans, sizes, count_tokens, max_tokens)
-        for i, j in iter_windows(sizes, max_tokens):
+        # A table row is a chunk of its own: rows don't complete each other the way a paragraph's
+        # sentences do, so an answer quotes the one row that answers, never its neighbour too.
+        windows = [(i, i + 1) for i in range(len(spans))] if block.kind == TABLE else iter_windows(sizes, max_tokens)
+        for i, j in windows:
             start, end = spans[i][0], spans[j - 1][1]
             text = doc.text[start:end]
             sentences = tuple(Sentence(s, e) for s, e in spans[i:j])

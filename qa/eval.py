@@ -506,7 +506,11 @@ def render_report(
                 f"contains {_fmt(m['answer_contains'])}, token F1 {_fmt(m['token_f1'])}, citation recall {_fmt(m['citation_recall'])}"
             )
         for c in r["citations"]:
-            lines.append(f"- [{c['n']}] {c['source']}, paragraph {c['paragraph']} (chars {c['start']}-{c['end']})")
+            from qa.types import describe_location
+
+            where = describe_location(c.get("page"), c.get("section", ""), c["paragraph"], slide=c["source"].lower().endswith(".pptx"))
+            label = f"{c['folder']}/{c['source']}" if c.get("folder") else c["source"]
+            lines.append(f"- [{c['n']}] {label}, {where} (chars {c['start']}-{c['end']})")
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     for key, value in {**{k: v for k, v in context.items() if k not in ("unreachable",)}, **settings_shown}.items():
         lines.append(f"| {key} | {_cell(value)} |")

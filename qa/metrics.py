@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import InputError
-from qa.text import normalize, squad_normalize
+from qa.text import normalize, squad_normalize, strip_markdown
 
 # Names scripts read from summary.json; fixed.
 METRICS = (
@@ -163,8 +163,10 @@ def strip_markers(text: str) -> str:
 
 
 def contains_any(text: str, needles: Iterable[str]) -> bool:
+    """Whether `text` contains a needle, as written or with inline Markdown stripped (`**48 hours**` has "48 hours")."""
     haystack = normalize(text)
-    return any(n and normalize(n) in haystack for n in needles)
+    plain = normalize(strip_markdown(text))
+    return any(n and (normalize(n) in haystack or normalize(strip_markdown(n)) in plain) for n in needles)
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
