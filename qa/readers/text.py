@@ -12,7 +12,10 @@ from qa.text import paragraph_spans
 def decode(raw: bytes) -> str:
     """Text of `raw`: UTF-8 (with or without BOM) when it is, else the encoding charset-normalizer finds."""
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        text = raw.decode("utf-16")
+        try:
+            text = raw.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError("starts like UTF-16 text but isn't; convert it with `iconv -t UTF-8`") from None
     elif b"\x00" in raw[:8192]:
         raise InputError("looks like a binary file, not text")
     else:
