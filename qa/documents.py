@@ -58,7 +58,7 @@ def find_files(root: Path) -> list[Path]:
 def walk_folder(root: Path) -> tuple[list[Path], dict[Path, str]]:
     """Every visible file under `root` (sorted), and the ones refused on the way with their reason."""
     if not root.exists():
-        raise InputError(f"Not found: {root}. Pass a folder or a file ({FORMATS}).")
+        raise InputError(f"Folder not found: {root}. Pass a folder, or one file ({FORMATS}).")
     if not root.is_dir():
         raise InputError(f"Not a folder: {root}. Pass a folder of documents.")
     real_root = root.resolve()

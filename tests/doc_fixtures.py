@@ -88,6 +88,24 @@ def make_scanned_pdf(path: Path) -> Path:
     return path
 
 
+def make_large_pdf(path: Path, *, megabytes: float) -> Path:
+    """A one-page PDF made large by a photo-like (incompressible) image."""
+    import os
+
+    from fpdf import FPDF
+    from PIL import Image
+
+    side = int((megabytes * 1_000_000 / 3) ** 0.5) + 1
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.cell(0, 10, "A page with a large photograph.")
+    pdf.image(image, x=10, y=30, w=180)
+    pdf.output(str(path))
+    return path
+
+
 def make_docx(path: Path) -> Path:
     import docx
 

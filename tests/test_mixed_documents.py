@@ -172,3 +172,40 @@ def test_a_removed_document_takes_its_stored_text_with_it(tmp_path: Path) -> Non
     (docs / "a.md").unlink()
     engine.ingest(docs)
     assert len(list(stored.iterdir())) == 1
+
+
+def test_chat_page_accepts_the_same_types_and_opens_sources_in_their_document(tmp_path: Path) -> None:
+    from qa.ui import ChatPage
+
+    settings = Settings(data_dir=tmp_path / ".qa", seeds_dir=tmp_path / "seeds", max_upload_mb=1, _env_file=None)
+    settings.seeds_dir.mkdir()
+    page = ChatPage(Engine(settings), settings)
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    pdf = fx.make_pdf(incoming / "Harbour handbook.pdf")
+    docx = fx.make_docx(incoming / "policy.docx")
+    scan = fx.make_scanned_pdf(incoming / "scan.pdf")
+    sheet = incoming / "budget.xlsx"
+    sheet.write_bytes(b"PK\x03\x04")
+    big = fx.make_large_pdf(incoming / "big.pdf", megabytes=1.5)
+
+    status, docs, _ = page.upload([str(pdf), str(docx), str(scan), str(sheet), str(big)])
+    assert "Harbour handbook.pdf: added and indexed (saved as Harbour_handbook.pdf)." in status
+    assert "policy.docx: added and indexed." in status
+    assert "scan.pdf: no text layer" in status  # refused before it is saved: nothing half-indexed is left
+    assert "budget.xlsx: only .txt, .md" in status
+    assert "big.pdf:" in status and "over the 1 MB limit" in status
+    assert sorted(p.name for p in settings.seeds_dir.iterdir()) == ["Harbour_handbook.pdf", "policy.docx"]
+    assert "2 documents" in docs
+
+    *_, last = page.chat("When does the harbour office open?", None)
+    _, messages, _, data = last
+    assert data["citations"][0]["page"] == 2
+    html = messages[-1]["content"]
+    assert "page 2" in html and 'class="qa-passage qa-document"' in html
+    assert "<mark>The harbour office opens at seven in the morning and closes at half past five.</mark>" in html
+    assert "Harbour operations handbook" in html.split("qa-document")[1]  # the whole document, not just the passage
+
+    fx.make_scanned_pdf(settings.seeds_dir / "scan.pdf")  # put there by hand: the re-index names it
+    status, _ = page.reindex()
+    assert "1 not indexed" in status and "Skipped scan.pdf: no text layer" in status
