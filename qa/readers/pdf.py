@@ -25,6 +25,7 @@ class _Segment:
     right: float
     top: float
     text: str
+    bold: bool = False
 
     @property
     def height(self) -> float:
@@ -117,7 +118,11 @@ def page_parts(textpage: Any, width: float) -> list[str | list[list[str]]]:
     while i < len(ordered):
         rows = _table_at(ordered, i)
         if rows:
-            parts.append([_cells(line) for line in ordered[i : i + rows]])
+            table = ordered[i : i + rows]
+            # Column headers only when the first row looks like one (bold over plain cells, as
+            # fpdf2, browsers and DocBook print them); otherwise a row's values stand alone.
+            header = all(s.bold for s in table[0].segments) and not all(s.bold for s in table[1].segments)
+            parts.append([_cells(line) for line in table] if header else [[], *(_cells(line) for line in table)])
             i += rows
             continue
         j = i + 1
@@ -137,11 +142,11 @@ def _segments(textpage: Any) -> list[_Segment]:
     import pypdfium2.raw as raw
 
     segments: list[_Segment] = []
-    current: list[Any] = []  # [left, bottom, right, top, chars]
+    current: list[Any] = []  # [left, bottom, right, top, chars, bold]
 
     def close() -> None:
         if current and "".join(current[4]).strip():
-            segments.append(_Segment(current[0], current[1], current[2], current[3], "".join(current[4])))
+            segments.append(_Segment(current[0], current[1], current[2], current[3], "".join(current[4]), current[5]))
         current.clear()
 
     for i in range(textpage.count_chars()):
@@ -162,13 +167,31 @@ def _segments(textpage: Any) -> list[_Segment]:
             if not current[1] <= centre <= current[3] or left - current[2] > 1.5 * height or left < current[2] - 2 * height:
                 close()
         if not current:
-            current.extend([left, bottom, right, top, []])
+            bold = _is_bold(textpage, i)
+            current.extend([left, bottom, right, top, [], bold])
         else:
             current[0], current[1] = min(current[0], left), min(current[1], bottom)
             current[2], current[3] = max(current[2], right), max(current[3], top)
         current[4].append(ch)
     close()
     return segments
+
+
+_BOLD_NAMES = ("bold", "black", "heavy", "semibold", "demi")
+
+
+def _is_bold(textpage: Any, index: int) -> bool:
+    """Bold by weight, by the ForceBold flag, or by the font's name (base-14 fonts report no weight)."""
+    import ctypes
+
+    import pypdfium2.raw as raw
+
+    if raw.FPDFText_GetFontWeight(textpage.raw, index) >= 600:
+        return True
+    name = ctypes.create_string_buffer(128)
+    flags = ctypes.c_int()
+    raw.FPDFText_GetFontInfo(textpage.raw, index, name, len(name), ctypes.byref(flags))
+    return bool(flags.value & (1 << 18)) or any(word in name.value.decode("latin-1").lower() for word in _BOLD_NAMES)
 
 
 def _cells(line: _Line) -> list[str]:
