@@ -156,3 +156,11 @@ def test_unsupported_type_is_named_in_the_reason(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04")
     with pytest.raises(InputError, match=r"unsupported file type \.xlsx"):
         load_file(path, source=path.name, max_bytes=10**6)
+
+
+def test_a_markdown_table_row_as_gold_evidence_matches_the_row_as_quoted() -> None:
+    from qa.metrics import contains_any
+
+    assert contains_any("Country: Japan; Daily allowance: 6000 JPY; Hotel cap: 20000 JPY", ["| Japan | 6000 JPY | 20000 JPY |"])
+    assert not contains_any("Country: France; Daily allowance: 45 EUR; Hotel cap: 150 EUR", ["| Japan | 6000 JPY | 20000 JPY |"])
+    assert contains_any("Trips need **written approval** first.", ["Trips need written approval"])
