@@ -99,7 +99,7 @@ def prepare_index(engine: Engine, corpus: Path | None, *, progress: bool | None)
     """Ingest `corpus` (incrementally), or the seeds when the store is empty; says what it did."""
     if corpus is not None:
         if not corpus.is_dir():
-            raise InputError(f"No corpus folder at {corpus}: pass --corpus DIR, a folder of .txt/.md files.")
+            raise InputError(f"No corpus folder at {corpus}: pass --corpus DIR, a folder of documents (PDF, DOCX, HTML, Markdown, text, ...).")
         report = engine.ingest(corpus, progress=progress)
         return f"Indexed {corpus} into collection {engine.settings.collection}: {report.chunks_embedded} chunks embedded, {len(report.unchanged)} files unchanged."
     if len(engine.corpus) == 0:
