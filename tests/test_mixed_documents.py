@@ -209,3 +209,27 @@ def test_chat_page_accepts_the_same_types_and_opens_sources_in_their_document(tm
     fx.make_scanned_pdf(settings.seeds_dir / "scan.pdf")  # put there by hand: the re-index names it
     status, _ = page.reindex()
     assert "1 not indexed" in status and "Skipped scan.pdf: no text layer" in status
+
+
+def test_qa_eval_results_carry_page_section_and_folder(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    fx.make_pdf(docs / "handbook.pdf")
+    fx.make_markdown(docs / "travel.md")
+    gold = tmp_path / "gold.jsonl"
+    items = [
+        {"id": "pdf", "question": "When does the harbour office open?", "answers": ["seven in the morning"],
+         "answerable": True, "evidence": ["The harbour office opens at seven in the morning"]},
+        {"id": "row", "question": "What is the daily allowance in Japan?", "answers": ["6000 JPY"],
+         "answerable": True, "evidence": ["| Japan | 6000 JPY | 20000 JPY |"]},
+    ]
+    gold.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["eval", "--gold", str(gold), "--corpus", str(docs), "--out", str(out), "--json"],
+                                env={"QA_DATA_DIR": str(tmp_path / ".qa")})
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["answer_contains"] == 1.0 and summary["retrieval_hit_at_k"] == 1.0
+    records = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert records["pdf"]["citations"][0]["page"] == 2 and records["pdf"]["citations"][0]["folder"] == "docs"
+    assert records["row"]["citations"][0]["section"] == "Travel policy › Allowances"
