@@ -189,6 +189,8 @@ class Engine:
         scan = load_path(path, max_bytes=self.settings.max_file_mb * 1_000_000)
         if not scan.documents and not scan.skipped:
             raise InputError(f"No documents in {path}. Add documents there, or pass another folder.")
+        if scan.only is not None and not scan.documents:  # one file asked for, and it can't be read: say why
+            raise InputError(f"Can't index {path}: {next(iter(scan.skipped.values()))}.")
         for source, reason in scan.skipped.items():
             log.debug("skipped %s: %s", source, reason)  # the report carries them; front ends print them once
         report = IngestReport(skipped=dict(scan.skipped))

@@ -233,3 +233,11 @@ def test_qa_eval_results_carry_page_section_and_folder(tmp_path: Path) -> None:
     records = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text(encoding="utf-8").splitlines())}
     assert records["pdf"]["citations"][0]["page"] == 2 and records["pdf"]["citations"][0]["folder"] == "docs"
     assert records["row"]["citations"][0]["section"] == "Travel policy › Allowances"
+
+
+def test_ingest_of_one_unreadable_file_fails_in_one_line(tmp_path: Path) -> None:
+    scan = fx.make_scanned_pdf(tmp_path / "scan.pdf")
+    result = CliRunner().invoke(main, ["ingest", str(scan)], env={"QA_DATA_DIR": str(tmp_path / ".qa")})
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Can't index") and "no text layer" in result.output
+    assert len(result.output.strip().splitlines()) == 1
