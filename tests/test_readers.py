@@ -164,3 +164,12 @@ def test_a_markdown_table_row_as_gold_evidence_matches_the_row_as_quoted() -> No
     assert contains_any("Country: Japan; Daily allowance: 6000 JPY; Hotel cap: 20000 JPY", ["| Japan | 6000 JPY | 20000 JPY |"])
     assert not contains_any("Country: France; Daily allowance: 45 EUR; Hotel cap: 150 EUR", ["| Japan | 6000 JPY | 20000 JPY |"])
     assert contains_any("Trips need **written approval** first.", ["Trips need written approval"])
+
+
+def test_html_without_utf8_uses_its_declared_charset_or_a_detected_one(tmp_path: Path) -> None:
+    declared = tmp_path / "declared.html"
+    declared.write_bytes('<meta charset="iso-8859-2"><p>Zażółć gęślą jaźń.</p>'.encode("iso-8859-2"))
+    undeclared = tmp_path / "undeclared.html"
+    undeclared.write_bytes("<p>The café serves crème brûlée.</p>".encode("cp1252"))
+    assert read_document(declared).text == "Zażółć gęślą jaźń."
+    assert read_document(undeclared).text == "The café serves crème brûlée."

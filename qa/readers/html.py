@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.readers import CODE, HEADING, TEXT, Document, TextBuilder
+from qa.readers.text import decode
 
 _DROP_TAGS = ["script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed", "nav",
               "header", "footer", "aside", "form", "button", "select", "input", "textarea", "dialog", "head"]
@@ -26,7 +27,24 @@ _HEADING = re.compile(r"^h([1-6])$")
 
 class HtmlReader:
     def read(self, path: Path) -> Document:
-        return parse_html(path.read_bytes())
+        return parse_html(_html_text(path.read_bytes()))
+
+
+def _html_text(raw: bytes) -> str:
+    """UTF-8 if it is; else the charset the page declares; else the one `decode` detects."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from bs4.dammit import EncodingDetector
+
+    declared = EncodingDetector.find_declared_encoding(raw, is_html=True)
+    if declared:
+        try:
+            return raw.decode(declared, errors="replace")
+        except LookupError:
+            pass
+    return decode(raw)
 
 
 def parse_html(markup: bytes | str) -> Document:
