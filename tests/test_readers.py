@@ -173,3 +173,16 @@ def test_html_without_utf8_uses_its_declared_charset_or_a_detected_one(tmp_path:
     undeclared.write_bytes("<p>The café serves crème brûlée.</p>".encode("cp1252"))
     assert read_document(declared).text == "Zażółć gęślą jaźń."
     assert read_document(undeclared).text == "The café serves crème brûlée."
+
+
+def test_password_protected_pdf_says_so(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=12)
+    pdf.cell(0, 10, "The safe combination is written here.")
+    pdf.set_encryption(owner_password="owner", user_password="user")
+    pdf.output(str(tmp_path / "locked.pdf"))
+    with pytest.raises(InputError, match="password-protected"):
+        read_document(tmp_path / "locked.pdf")
