@@ -38,12 +38,14 @@ def make_pdf(path: Path, *, pages_of_filler: int = 0) -> Path:
                          "harbour master and shared with all crews.")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 14)
+    pdf.start_section("Opening hours")  # a bookmark in the PDF's outline, as word processors and LaTeX make them
     pdf.cell(0, 10, "Opening hours", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=11)
     pdf.multi_cell(0, 6, "The harbour office opens at seven in the morning and closes at half past five. "
                          "On public holidays the office stays closed and the night watch answers calls.")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 14)
+    pdf.start_section("Depots")  # a bookmark in the PDF's outline, as word processors and LaTeX make them
     pdf.cell(0, 10, "Depots", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=11)
     width = (pdf.epw - 10) / 2
@@ -57,6 +59,7 @@ def make_pdf(path: Path, *, pages_of_filler: int = 0) -> Path:
             pdf.text(pdf.l_margin + width + 10, y + 6 * i, right[i])
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 14)
+    pdf.start_section("Price list")  # a bookmark in the PDF's outline, as word processors and LaTeX make them
     pdf.cell(0, 10, "Price list", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", size=11)
     with pdf.table() as table:

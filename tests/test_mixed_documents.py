@@ -76,7 +76,7 @@ def test_a_question_answered_on_page_2_is_cited_with_page_2(mixed: tuple[Path, P
     data = answer.to_dict()["citations"][0]
     assert data["page"] == 2 and data["folder"] == "docs"
     shown = CliRunner().invoke(main, ["ask", "When does the harbour office open?"], env={"QA_DATA_DIR": str(base / ".qa")})
-    assert "[1] docs/handbook.pdf, page 2 (chars" in shown.output
+    assert "[1] docs/handbook.pdf, page 2, § Opening hours (chars" in shown.output
 
 
 def test_a_browser_printed_pdf_is_cited_on_its_page(mixed: tuple[Path, Path], ingested: dict) -> None:  # type: ignore[type-arg]

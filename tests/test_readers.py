@@ -35,6 +35,8 @@ def test_pdf_text_keeps_its_page_numbers(tmp_path: Path) -> None:
     assert doc.title == "Harbour operations handbook"
     opening = next(c for c in chunks if "harbour office opens at seven" in c.text)
     assert opening.page == 2
+    assert opening.section == "Opening hours"  # from the PDF's bookmarks
+    assert not any(c.text == "Opening hours" for c in chunks)  # the heading is a path, not a quote
     assert all(doc.text[c.start : c.end] == c.text for c in chunks)
 
 

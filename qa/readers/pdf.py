@@ -9,13 +9,16 @@ A PDF without any text layer (a scan) is refused with the fix: OCR it first.
 
 from __future__ import annotations
 
+import logging
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from qa.errors import InputError
-from qa.readers import TEXT, Document, TextBuilder
+from qa.readers import HEADING, TABLE, TEXT, Block, Document, TextBuilder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,9 +100,54 @@ class PdfReader:
                     f"no text layer in its {len(pdf)} page(s): a scanned PDF? Run OCR on it first (e.g. `ocrmypdf in.pdf out.pdf`)"
                 )
             title = str(pdf.get_metadata_dict(skip_empty=True).get("Title", ""))
+            outline = _outline(pdf)
         finally:
             pdf.close()
-        return out.document(title=title)
+        document = out.document(title=title)
+        document.blocks = with_outline_headings(document, outline)
+        return document
+
+
+def _outline(pdf: Any) -> list[tuple[int, str, int]]:
+    """The PDF's bookmarks as (level from 1, title, page from 1); LaTeX, DocBook and Word PDFs have them."""
+    items = []
+    try:
+        for bookmark in pdf.get_toc(max_depth=6):
+            dest = bookmark.get_dest()
+            page = dest.get_index() if dest is not None else None
+            title = " ".join((bookmark.get_title() or "").split())
+            if page is not None and title:
+                items.append((bookmark.level + 1, title, page + 1))
+    except Exception as exc:  # a damaged outline costs the sections, never the text
+        log.debug("PDF outline unreadable: %s", exc)
+        return []
+    return items
+
+
+def with_outline_headings(document: Document, outline: list[tuple[int, str, int]]) -> list[Block]:
+    """Blocks with the bookmarked headings marked as headings, so citations get a section path.
+
+    A bookmark names its page, not its place on it: the heading is the first short block on that
+    page (after the previous heading found there) whose text is the bookmark's title, perhaps
+    behind a section number ("2.1 ASN.1 syntax" for the bookmark "ASN.1 syntax").
+    """
+    blocks = list(document.blocks)
+    searched_from: dict[int, int] = {}
+    for level, title, page in outline:
+        want = title.lower()
+        start = searched_from.get(page, 0)
+        for i in range(start, len(blocks)):
+            block = blocks[i]
+            if block.page is None or block.page < page:
+                continue
+            if block.page > page:
+                break
+            text = " ".join(document.text[block.start : block.end].split()).lower()
+            if block.kind != TABLE and len(text) <= len(want) + 12 and (text == want or text.endswith(want) or text.startswith(want)):
+                blocks[i] = replace(block, kind=HEADING, level=level)
+                searched_from[page] = i + 1
+                break
+    return blocks
 
 
 def page_parts(textpage: Any, width: float) -> list[str | list[list[str]]]:
