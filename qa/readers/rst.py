@@ -29,7 +29,7 @@ class RstReader:
 
 
 def parse_rst(source: str) -> Document:
-    from docutils.core import publish_doctree
+    from docutils.core import publish_doctree  # type: ignore[import-untyped]
 
     doctree = publish_doctree(source, settings_overrides={**_SETTINGS, "warning_stream": io.StringIO()})
     out = TextBuilder()
