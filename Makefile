@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: anything looser pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[llm,ui,slack,eval,test]' $(if $(wildcard constraints.txt),-c constraints.txt)
+	$(BIN)/python -m pip install -q -e '.[llm,ui,slack,eval,test,api]' $(if $(wildcard constraints.txt),-c constraints.txt)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
