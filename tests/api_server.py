@@ -34,6 +34,15 @@ def api_env(data_dir: Path, seeds_dir: Path, **env: str) -> dict[str, str]:
 @contextmanager
 def qa_serve(env: dict[str, str], *, host: str = "127.0.0.1", healthy: bool = True, log: Path | None = None) -> Iterator[str]:
     """`qa serve` on a free port until the block ends; yields its base URL once /healthz answers."""
+    with qa_serve_process(env, host=host, healthy=healthy, log=log) as (url, _):
+        yield url
+
+
+@contextmanager
+def qa_serve_process(
+    env: dict[str, str], *, host: str = "127.0.0.1", healthy: bool = True, log: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As `qa_serve`, yielding (base URL, process)."""
     port = free_port()
     out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen([QA, "serve", "--host", host, "--port", str(port)], env=env, stdout=out, stderr=out)
@@ -52,7 +61,7 @@ def qa_serve(env: dict[str, str], *, host: str = "127.0.0.1", healthy: bool = Tr
             time.sleep(0.2)
         else:
             raise RuntimeError("qa serve did not become healthy in 90 s")
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
