@@ -147,3 +147,23 @@ def test_slack_channel_mapping_errors_name_the_setting() -> None:
         Settings(slack_channel_collections="C123", _env_file=None).slack_collections()
     with pytest.raises(ConfigError, match="Bad collection name"):
         Settings(slack_channel_collections="C123:../hr", _env_file=None).slack_collections()
+
+
+# -- the chat page ------------------------------------------------------------------------------------
+
+
+def test_chat_page_selector_switches_the_sessions_collection(two_collections: dict[str, Path]) -> None:
+    from qa.ui import ChatPage, _collection_choices, new_session
+
+    Engine(Settings(data_dir=two_collections["data"], collection="hr", _env_file=None)).ingest(two_collections["hr"])
+    engine = Engine(Settings(data_dir=two_collections["data"], seeds_dir=SEEDS, _env_file=None))
+    assert _collection_choices(engine)[0] == "qa" and "hr" in _collection_choices(engine)
+    page = ChatPage(engine, engine.settings)
+    other_tab = new_session()
+    messages, state, last, docs = page.select_collection("hr", new_session())
+    assert messages == [] and last is None and "leave.md" in docs and SEED_FILE.name not in docs
+    answer = list(page.chat(HR_QUESTION, state))[-1][3]
+    assert "31 days" in answer["text"] and answer["citations"][0]["source"] == "leave.md"
+    assert page.clear(state)[1]["collection"] == "hr"  # a new chat stays in the chosen collection
+    default = list(page.chat(HR_QUESTION, other_tab))[-1][3]  # another tab still asks the default collection
+    assert "31 days" not in default["text"]
