@@ -832,25 +832,30 @@ def serve_command(host: str, port: int) -> None:
 
     @friendly_errors
     def run() -> None:
+        import socket
+
         import uvicorn
 
         engine = _engine()
         check_bind(host, engine.settings)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"Can't serve on {host}:{port} ({exc.strerror or exc}). Stop the other server or pass --port.") from None
         click.echo("Loading the model and index…", err=True)
         from qa.ui import warm
 
         warm(engine)
-        app = asgi_app(engine)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5,
+        if not engine.store.count():
+            click.echo(f"warning: nothing indexed yet; run `qa ingest {engine.settings.seeds_dir}` or upload documents.", err=True)
+        config = uvicorn.Config(asgi_app(engine), log_level="warning", timeout_graceful_shutdown=5,
                                 access_log=False, server_header=False)
-        server = uvicorn.Server(config)
         click.echo(f"API: http://{host}:{port}/v1  docs: http://{host}:{port}/docs  (Ctrl+C to stop)")
-        try:
-            server.run()
-        except OSError as exc:
-            raise ConfigError(f"Can't serve on {host}:{port} ({exc}). Stop the other server or pass --port.") from None
-        if not server.started:
-            raise ConfigError(f"Can't serve on {host}:{port}: the port is taken or the address is not this machine's.")
+        uvicorn.Server(config).run(sockets=[sock])
 
     run()
 

@@ -286,6 +286,18 @@ def test_serve_refuses_a_public_address_without_keys() -> None:
     assert "QA_API_KEYS" in result.output
 
 
+def test_serve_on_a_taken_port_is_one_line() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: Can't serve on 127.0.0.1:{port} (Address already in use). Stop the other server or pass --port."
+
+
 @pytest.fixture(scope="module")
 def slow_llm() -> Iterator[FakeOpenAI]:
     yield from serve()
