@@ -340,3 +340,11 @@ def test_more_questions_than_slots_get_429_at_once_never_a_hang(
         metrics = httpx.get(url + "/metrics").text
         assert "qa_llm_fallbacks_total 1" in metrics
         assert 'qa_rejected_total{status="429"} 2' in metrics
+        # the model's text streams in small pieces; markers split across pieces still arrive whole
+        slow_llm.reply(Reply(text="He is the *national security adviser* [1], per <b>Reuters</b> [1].", chunk_chars=2))
+        pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+            model="qa", messages=[{"role": "user", "content": QUESTION}], stream=True) if c.choices]
+        whole = client.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}])
+        assert "".join(pieces) == whole.choices[0].message.content
+        assert whole.choices[0].message.content.startswith("He is the \\*national security adviser\\* [1], per \\<b\\>Reuters\\</b\\> [1].")
+        assert len([p for p in pieces if p]) > 10
