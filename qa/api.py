@@ -850,8 +850,11 @@ def serve_command(host: str, port: int) -> None:
         from qa.ui import warm
 
         warm(engine)
-        if not engine.store.count():
-            click.echo(f"warning: nothing indexed yet; run `qa ingest {engine.settings.seeds_dir}` or upload documents.", err=True)
+        try:
+            if not engine.store.count():
+                click.echo(f"warning: nothing indexed yet; run `qa ingest {engine.settings.seeds_dir}` or upload documents.", err=True)
+        except QAError as exc:  # e.g. the Chroma server is down: serve anyway, /healthz says 503 until it is back
+            click.echo(f"warning: {exc}", err=True)
         config = uvicorn.Config(asgi_app(engine), log_level="warning", timeout_graceful_shutdown=5,
                                 access_log=False, server_header=False)
         click.echo(f"API: http://{host}:{port}/v1  docs: http://{host}:{port}/docs  (Ctrl+C to stop)")

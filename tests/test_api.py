@@ -348,3 +348,18 @@ def test_more_questions_than_slots_get_429_at_once_never_a_hang(
         assert "".join(pieces) == whole.choices[0].message.content
         assert whole.choices[0].message.content.startswith("He is the \\*national security adviser\\* [1], per \\<b\\>Reuters\\</b\\> [1].")
         assert len([p for p in pieces if p]) > 10
+
+
+def test_an_unreachable_chroma_server_is_a_503_with_the_fix_not_a_crash(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    env = api_env(tmp_path / ".qa", tmp_path, QA_CHROMA_HOST="127.0.0.1", QA_CHROMA_PORT=str(free_port()))
+    with qa_serve(env, healthy=False, log=tmp_path / "serve.log") as url:
+        health = httpx.get(url + "/healthz")
+        assert health.status_code == 503 and "Cannot reach the Chroma server" in health.json()["error"]
+        client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}])
+        assert caught.value.status_code == 503 and caught.value.code == "store_unavailable"
+        assert "chroma run" in caught.value.message
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
