@@ -12,9 +12,11 @@ copy reads the same one and reloads its corpus when the store's generation chang
 # No `from __future__ import annotations`: FastAPI reads the route handlers' hints at definition time,
 # and the request models are local to build_app.
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
+import math
 import queue
 import re
 import secrets
@@ -255,6 +257,37 @@ class Slots:
         self.semaphore.release()
 
 
+class ClientRate:
+    """A token bucket per client: `burst` requests at once, refilled at `per_minute`; 0 turns it off.
+
+    The same idea as the chat page's per-client limit; the client is the API key when keys are set
+    (several users behind one proxy address stay apart), else the peer address.
+    """
+
+    def __init__(self, per_minute: float, burst: int, *, max_clients: int = 10_000) -> None:
+        self.rate, self.burst, self.max_clients = per_minute / 60.0, max(1, int(burst)), max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        with self._lock:
+            tokens, updated = self._buckets.pop(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
+            allowed = tokens >= 1.0
+            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+            while len(self._buckets) > self.max_clients:  # the longest idle first (dicts keep insertion order)
+                del self._buckets[next(iter(self._buckets))]
+        if not allowed:
+            wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+            raise ApiError(
+                429, f"Too many requests from this client; retry in {wait} s.", type="rate_limit_error",
+                code="rate_limited", headers={"Retry-After": str(wait)},
+            )
+
+
 class _TooLarge(Exception):
     pass
 
@@ -356,6 +389,7 @@ class Service:
         self.settings = engine.settings
         self.metrics = Metrics()
         self.slots = Slots(self.settings.api_concurrency, self.settings.api_queue, self.settings.api_queue_timeout)
+        self.rate = ClientRate(self.settings.api_rate_per_minute, self.settings.api_rate_burst)
         self.gate = _Gate()  # questions share the index; an ingest or delete in this process has it alone
         self._engines: dict[str, Engine] = {self.settings.collection: engine}
         self._lock = threading.Lock()
@@ -363,8 +397,9 @@ class Service:
         self.keys = [k.strip().encode() for k in raw.split(",") if k.strip()]
 
     # auth: every key compared in full, so the time taken says nothing about which key or how much matched
-    def check_key(self, authorization: str | None) -> None:
+    def check_key(self, authorization: str | None, client: str) -> None:
         if not self.keys:
+            self.rate.check(client)
             return
         scheme, _, token = (authorization or "").partition(" ")
         given = token.strip().encode() if scheme.lower() == "bearer" else b""
@@ -374,6 +409,7 @@ class Service:
         if not ok:
             message = "Missing API key: send `Authorization: Bearer <key>`." if not given else "Incorrect API key."
             raise ApiError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        self.rate.check("key:" + hashlib.sha256(given).hexdigest()[:16])
 
     def engine_for(self, collection: str | None, *, must_exist: bool = True) -> "Engine":
         from qa.settings import check_collection_name
@@ -495,8 +531,8 @@ def build_app(engine: "Engine") -> "FastAPI":
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(exc)
 
-    def authorised(authorization: str | None = Header(default=None, include_in_schema=False)) -> None:
-        service.check_key(authorization)
+    def authorised(request: Request, authorization: str | None = Header(default=None, include_in_schema=False)) -> None:
+        service.check_key(authorization, request.client.host if request.client else "unknown")
 
     auth = [Depends(authorised)]
 

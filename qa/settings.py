@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     api_concurrency: int = Field(4, description="Questions `qa serve` answers at once.")
     api_queue: int = Field(64, description="Questions that may wait for a slot; more get 429.")
     api_queue_timeout: float = Field(30.0, description="Seconds a question may wait for a slot before 429.")
+    api_rate_per_minute: float = Field(0, description="Requests a minute per API key (or address without keys); 0 = no limit.")
+    api_rate_burst: int = Field(20, description="Requests a client may make at once before api_rate_per_minute applies.")
 
     debug: bool = Field(False, description="Re-raise unexpected errors with a traceback.")
 

@@ -363,3 +363,18 @@ def test_an_unreachable_chroma_server_is_a_503_with_the_fix_not_a_crash(tmp_path
         assert caught.value.status_code == 503 and caught.value.code == "store_unavailable"
         assert "chroma run" in caught.value.message
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_each_key_has_its_own_rate_limit(served: dict[str, Any], tmp_path: Path) -> None:
+    env = api_env(served["data"], served["seeds"], QA_API_KEYS=f"{KEY},{OTHER_KEY}", QA_API_RATE_PER_MINUTE="6",
+                  QA_API_RATE_BURST="2")
+    with qa_serve(env, log=tmp_path / "serve.log") as url:
+        first = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0)
+        first.models.list()
+        first.models.list()
+        with pytest.raises(openai.RateLimitError) as caught:
+            first.models.list()
+        assert caught.value.code == "rate_limited" and int(caught.value.response.headers["retry-after"]) >= 1
+        second = openai.OpenAI(base_url=url + "/v1", api_key=OTHER_KEY, max_retries=0)
+        assert "qa" in [m.id for m in second.models.list()]  # another client is not held back
+        assert httpx.get(url + "/healthz").status_code == 200  # nor are health checks
