@@ -378,3 +378,28 @@ def test_each_key_has_its_own_rate_limit(served: dict[str, Any], tmp_path: Path)
         second = openai.OpenAI(base_url=url + "/v1", api_key=OTHER_KEY, max_retries=0)
         assert "qa" in [m.id for m in second.models.list()]  # another client is not held back
         assert httpx.get(url + "/healthz").status_code == 200  # nor are health checks
+
+
+def test_questions_during_uploads_and_deletes_all_get_answers(served: dict[str, Any]) -> None:
+    url, headers = served["url"], auth()
+    statuses: list[int] = []
+    texts: list[str] = []
+
+    def keep_asking() -> None:
+        for _ in range(6):
+            reply = httpx.post(url + "/v1/ask", headers=headers, json={"question": QUESTION}, timeout=120)
+            statuses.append(reply.status_code)
+            texts.append(reply.json().get("text", ""))
+
+    askers = [threading.Thread(target=keep_asking) for _ in range(4)]
+    for t in askers:
+        t.start()
+    for i in range(3):
+        body = f"Depot {i} of the tram network opens at {6 + i} in the morning.\n".encode()
+        assert httpx.post(url + "/v1/documents", headers=headers, files={"file": (f"depot{i}.txt", body)}, timeout=120).status_code == 201
+    for i in range(3):
+        assert httpx.delete(url + f"/v1/documents/depot{i}.txt", headers=headers, timeout=120).status_code == 200
+    for t in askers:
+        t.join(timeout=300)
+    assert statuses == [200] * 24
+    assert all("national security adviser" in text for text in texts)
