@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -288,6 +288,49 @@ class ClientRate:
             )
 
 
+class Gate:
+    """Questions share the index; an upload, delete or re-index in this process has it alone.
+
+    Any number of retrievals run together; a write waits for those in flight and holds new ones
+    until it is done, so a question never sees a half-applied change made through this process.
+    Writers go first once waiting.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 class _TooLarge(Exception):
     pass
 
@@ -383,14 +426,12 @@ class Service:
     """What the routes share: the engines by collection, the write gate, slots, metrics, keys."""
 
     def __init__(self, engine: "Engine") -> None:
-        from qa.ui import _Gate
-
         self.engine = engine
         self.settings = engine.settings
         self.metrics = Metrics()
         self.slots = Slots(self.settings.api_concurrency, self.settings.api_queue, self.settings.api_queue_timeout)
         self.rate = ClientRate(self.settings.api_rate_per_minute, self.settings.api_rate_burst)
-        self.gate = _Gate()  # questions share the index; an ingest or delete in this process has it alone
+        self.gate = Gate()  # questions share the index; an ingest or delete in this process has it alone
         self._engines: dict[str, Engine] = {self.settings.collection: engine}
         self._lock = threading.Lock()
         raw = self.settings.api_keys.get_secret_value() if self.settings.api_keys else ""
