@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -529,16 +529,11 @@ def build_app(engine: "Engine") -> "FastAPI":
     service = Service(engine)
     settings = service.settings
 
-    @asynccontextmanager
-    async def lifespan(app: "FastAPI") -> AsyncIterator[None]:
-        yield
-
     app = FastAPI(
         title="qa",
         version="0.1.0",
         description="Grounded answers from your documents, with checkable citations. OpenAI-compatible chat; "
         "`model` names a collection.",
-        lifespan=lifespan,
     )
     app.state.service = service
 
@@ -628,7 +623,7 @@ def build_app(engine: "Engine") -> "FastAPI":
         """OpenAI chat completions: the last user message is the question, the ones before it the history."""
         raw_question, history = split_messages(body.messages)
         question = service.question(raw_question)
-        target = service.engine_for(body.model)
+        target = await run_in_threadpool(service.engine_for, body.model)
         await service.slots.acquire()
         try:
             stream, first = await run_in_threadpool(service.start_answer, target, question, history, body.k)
@@ -645,13 +640,14 @@ def build_app(engine: "Engine") -> "FastAPI":
             answer = next(i for i in items if isinstance(i, Answer))
             service.metrics.answered(answer, llm_enabled=settings.llm_enabled)
             content = answer_markdown(answer)
+            counted = await run_in_threadpool(usage, prompt_texts, content)
             return {
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{
                     "index": 0, "finish_reason": "stop", "logprobs": None,
                     "message": {"role": "assistant", "content": content, "refusal": None, **message_extras(answer)},
                 }],
-                "usage": usage(prompt_texts, content),
+                "usage": counted,
             }
 
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
@@ -673,7 +669,7 @@ def build_app(engine: "Engine") -> "FastAPI":
                         content += tail
                         service.metrics.answered(item, llm_enabled=settings.llm_enabled)
                         yield chunk({"content": tail, **message_extras(item)})
-                        yield chunk({}, "stop", usage=usage(prompt_texts, content))
+                        yield chunk({}, "stop", usage=await run_in_threadpool(usage, prompt_texts, content))
                         break
                     sent += item
                     piece = escaper.feed(item)
@@ -700,7 +696,7 @@ def build_app(engine: "Engine") -> "FastAPI":
     async def ask(body: AskRequest) -> dict[str, Any]:
         """One question with its history; returns `Answer.to_dict()` (text, citations, flags, timings)."""
         question = service.question(body.question)
-        target = service.engine_for(body.collection)
+        target = await run_in_threadpool(service.engine_for, body.collection)
         await service.slots.acquire()
         try:
             stream, first = await run_in_threadpool(service.start_answer, target, question, list(body.history), body.k)
@@ -725,7 +721,7 @@ def build_app(engine: "Engine") -> "FastAPI":
     @app.get("/v1/documents", dependencies=auth, tags=["documents"])
     async def list_documents(collection: str | None = Query(None)) -> dict[str, Any]:
         """Indexed documents with their chunk counts and when each was indexed."""
-        target = service.engine_for(collection)
+        target = await run_in_threadpool(service.engine_for, collection)
         records = await run_in_threadpool(target.document_list)
         return {
             "object": "list",
@@ -736,7 +732,7 @@ def build_app(engine: "Engine") -> "FastAPI":
     @app.post("/v1/documents", dependencies=auth, tags=["documents"], status_code=201)
     async def upload_document(file: UploadFile = File(...), collection: str | None = Query(None)) -> dict[str, Any]:
         """Upload one file (the chat page's types and QA_MAX_UPLOAD_MB) and index it."""
-        target = service.engine_for(collection, must_exist=False)
+        target = await run_in_threadpool(lambda: service.engine_for(collection, must_exist=False))
         name = target.settings.collection
         folder = service.upload_dir(name)
         scratch = Path(tempfile.mkdtemp(prefix="qa-upload-"))
@@ -772,7 +768,7 @@ def build_app(engine: "Engine") -> "FastAPI":
     async def reindex(body: ReindexRequest | None = None) -> Any:
         """Re-index the collection's folders (incremental); `stream: true` reports progress as NDJSON lines."""
         body = body or ReindexRequest()
-        target = service.engine_for(body.collection, must_exist=False)
+        target = await run_in_threadpool(lambda: service.engine_for(body.collection, must_exist=False))
         records = await run_in_threadpool(target.document_list)
         upload = service.upload_dir(target.settings.collection)
         folders = sorted({r["root"] for r in records if r["root"]} | ({str(upload.resolve())} if upload.is_dir() else set()))
@@ -831,7 +827,7 @@ def build_app(engine: "Engine") -> "FastAPI":
     @app.delete("/v1/documents/{doc_id:path}", dependencies=auth, tags=["documents"])
     async def delete_document(doc_id: str, collection: str | None = Query(None)) -> dict[str, Any]:
         """Remove a document from the index; a file in the upload folder goes too, so a re-index won't bring it back."""
-        target = service.engine_for(collection)
+        target = await run_in_threadpool(service.engine_for, collection)
         upload = service.upload_dir(target.settings.collection).resolve()
 
         def delete() -> tuple[dict[str, list[str]], bool]:

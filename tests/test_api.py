@@ -306,18 +306,23 @@ def slow_llm() -> Iterator[FakeOpenAI]:
 def test_more_questions_than_slots_get_429_at_once_never_a_hang(
     served: dict[str, Any], slow_llm: FakeOpenAI, tmp_path: Path
 ) -> None:
-    slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1].", delay=3.0))
+    slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1].", delay=4.0))
     env = api_env(
         served["data"], served["seeds"], QA_LLM_BASE_URL=slow_llm.base_url, QA_LLM_MODEL="fake-model",
         QA_LLM_RETRIES="0", QA_API_CONCURRENCY="1", QA_API_QUEUE="0",
     )
     with qa_serve(env, log=tmp_path / "serve.log") as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        client.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}])  # loads the LLM client
         results: list[Any] = []
+        together = threading.Barrier(3)
 
         def ask() -> None:
+            # A client each: requests sharing one httpx pool can go out one after another.
+            own = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
+            together.wait()
             try:
-                results.append(client.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}]))
+                results.append(own.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}]))
             except openai.APIStatusError as exc:
                 results.append(exc)
 
@@ -328,7 +333,8 @@ def test_more_questions_than_slots_get_429_at_once_never_a_hang(
             t.join(timeout=60)
         answered = [r for r in results if not isinstance(r, Exception)]
         refused = [r for r in results if isinstance(r, openai.RateLimitError)]
-        assert len(answered) == 1 and len(refused) == 2, results
+        assert len(answered) == 1 and len(refused) == 2, [
+            (r.choices[0].message.model_extra, r.created) if not isinstance(r, Exception) else repr(r) for r in results]
         assert refused[0].response.headers["retry-after"] == "1"
         assert "Mark Sedwill is Britain's national security adviser [1]." in answered[0].choices[0].message.content
         assert answered[0].choices[0].message.model_extra["mode"] == "llm:fake-model"
