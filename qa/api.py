@@ -452,7 +452,7 @@ class Service:
             raise ApiError(401, message, code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
         self.rate.check("key:" + hashlib.sha256(given).hexdigest()[:16])
 
-    def engine_for(self, collection: str | None, *, must_exist: bool = True) -> "Engine":
+    def engine_for(self, collection: str | None, *, must_exist: bool = True, param: str = "collection") -> "Engine":
         from qa.settings import check_collection_name
 
         name = collection or self.settings.collection
@@ -462,12 +462,12 @@ class Service:
         try:
             check_collection_name(name)
         except ConfigError as exc:
-            raise ApiError(400, str(exc), code="invalid_collection", param="model") from None
+            raise ApiError(400, str(exc), code="invalid_collection", param=param) from None
         if must_exist and name not in self.engine.collections():
             known = ", ".join(self.engine.collections()) or "none yet"
             raise ApiError(
                 404, f"No collection {name!r} (collections: {known}). Index one with `qa ingest DIR --collection {name}`.",
-                code="model_not_found", param="model",
+                code="model_not_found" if param == "model" else "collection_not_found", param=param,
             )
         with self._lock:
             return self._engines.setdefault(name, self.engine.for_collection(name))
@@ -623,7 +623,7 @@ def build_app(engine: "Engine") -> "FastAPI":
         """OpenAI chat completions: the last user message is the question, the ones before it the history."""
         raw_question, history = split_messages(body.messages)
         question = service.question(raw_question)
-        target = await run_in_threadpool(service.engine_for, body.model)
+        target = await run_in_threadpool(lambda: service.engine_for(body.model, param="model"))
         await service.slots.acquire()
         try:
             stream, first = await run_in_threadpool(service.start_answer, target, question, history, body.k)
