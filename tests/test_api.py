@@ -233,11 +233,13 @@ def test_uploads_are_refused_by_type_and_size_with_a_reason(served: dict[str, An
     url, headers = served["url"], auth()
     exe = httpx.post(url + "/v1/documents", headers=headers, files={"file": ("tool.exe", b"MZ\x90\x00")})
     assert exe.status_code == 415 and "can be added" in exe.json()["error"]["message"]
-    latin = httpx.post(url + "/v1/documents", headers=headers, files={"file": ("old.txt", "café".encode("latin-1"))})
-    assert latin.status_code == 400 and "UTF-8" in latin.json()["error"]["message"]
+    empty = httpx.post(url + "/v1/documents", headers=headers, files={"file": ("old.txt", b"  \n")})
+    assert empty.status_code == 400 and empty.json()["error"]["message"] == "old.txt: the file is empty."
+    broken = httpx.post(url + "/v1/documents", headers=headers, files={"file": ("scan.pdf", b"%PDF-1.4 not really")})
+    assert broken.status_code == 400 and broken.json()["error"]["message"].startswith("scan.pdf: ")
     big = httpx.post(url + "/v1/documents", headers=headers, files={"file": ("big.txt", b"word " * 4_200_000)}, timeout=60)
     assert big.status_code == 413
-    assert not (served["seeds"] / "old.txt").exists() and not (served["seeds"] / "big.txt").exists()
+    assert not any((served["seeds"] / name).exists() for name in ("old.txt", "scan.pdf", "big.txt"))
 
 
 def test_reindex_streams_progress_then_a_report(served: dict[str, Any]) -> None:
