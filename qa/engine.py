@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa.errors import IndexMissingError, InputError, LLMError, QAError
+from qa.querylog import logged
 from qa.settings import Settings
 from qa.types import Answer, IngestReport
 
@@ -181,8 +182,8 @@ class Engine:
         scan = load_folder(root, max_bytes=self.settings.max_file_mb * 1_000_000)
         if not scan.documents and not scan.skipped:
             raise InputError(f"No .txt or .md files in {root}. Add documents there, or pass another folder.")
-        for source, reason in scan.skipped.items():
-            log.warning("skipped %s: %s", source, reason)
+        for source, reason in scan.skipped.items():  # front ends report skips to the user, once
+            log.debug("skipped %s: %s", source, reason)
         report = IngestReport(skipped=dict(scan.skipped))
         root_key = str(root.resolve())
         with self._lock:
@@ -241,6 +242,7 @@ class Engine:
 
     # -- ask ------------------------------------------------------------------------------------
 
+    @logged  # one line per question in QA_DATA_DIR/logs/questions.jsonl
     def ask(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Answer:
         """Answer `question` from the indexed documents, given the conversation so far."""
         if self.settings.llm_enabled:
@@ -252,6 +254,7 @@ class Engine:
             return final
         return self._ask_extractive(question, history, k=k)
 
+    @logged
     def stream(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Iterator[str | Answer]:
         """Yield text deltas as the answer is produced, then the final `Answer` as the last item.
 

@@ -160,6 +160,25 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+_RECORD_TEXT_CHARS = 2_000  # a gold text longer than this is cut in results.jsonl and the report
+_RECORD_LIST_ITEMS = 50
+
+
+def _clipped(data: dict[str, Any]) -> dict[str, Any]:
+    """A gold item for the results: huge texts and lists cut, so one bad line can't bloat every output."""
+
+    def clip(text: str) -> str:
+        return text if len(text) <= _RECORD_TEXT_CHARS else text[:_RECORD_TEXT_CHARS] + f"… [{len(text):,} characters]"
+
+    out = dict(data)
+    for key, value in data.items():
+        if isinstance(value, str):
+            out[key] = clip(value)
+        elif isinstance(value, list):
+            out[key] = [clip(v) if isinstance(v, str) else v for v in value[:_RECORD_LIST_ITEMS]]
+    return out
+
+
 def _citation_record(c: Citation) -> dict[str, Any]:
     data = c.to_dict()
     data.pop("passage", None)  # the chunk text; results.jsonl keeps the quote and offsets
@@ -199,7 +218,7 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
             scored = Scored(text="", abstained=False)
         metrics = score_item(item, scored, k=k)
         record: dict[str, Any] = {
-            **item.to_dict(),
+            **_clipped(item.to_dict()),
             "answer": answer.text if answer else "",
             "abstained": scored.abstained,
             "citations": [_citation_record(c) for c in answer.citations] if answer else [],

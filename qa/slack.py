@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import click
 
 from qa.cli import _check_store_not_locked, _settings, friendly_errors
-from qa.errors import ConfigError, QAError
+from qa.errors import ConfigError, IndexMissingError, QAError
 from qa.feedback import record_feedback
 from qa.slack_render import (
     EMPTY_QUESTION_TEXT,
@@ -460,8 +460,10 @@ def slack_command(use_http: bool, host: str, port: int) -> None:
     engine = Engine(settings)
     app = build_app(engine, settings)
     info = engine.info()  # loads the index and model now rather than on the first question
-    if not info["chunks"]:
-        click.echo(f"warning: nothing indexed yet; run `qa ingest {settings.seeds_dir}` or every answer says so.", err=True)
+    if not info["chunks"]:  # a bot that would tell every user "nothing is indexed" is better not started
+        raise IndexMissingError(
+            f"No index yet in {settings.describe_store()}. Run `qa ingest {settings.seeds_dir}`, then start `qa slack`."
+        )
     if use_http:
         server = make_http_server(app, host=host, port=port)
         click.echo(
