@@ -102,7 +102,8 @@ class Entry:
         )
 
     def failed(self, exc: BaseException) -> None:
-        cause = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        # `raise X(...) from None` hides the context from tracebacks shown to users; the log keeps it
+        cause = exc.__cause__ or exc.__context__
         self._write(
             mode=None,
             abstained=None,

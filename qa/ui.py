@@ -162,7 +162,7 @@ class ChatPage:
             answer = yield from self._stream(question, state, messages)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reply; the app keeps serving
             if not isinstance(exc, QAError):
-                log.exception("chat failed on %r", question)
+                log.exception("chat failed")  # the question's text goes only to the question log, if at all
             messages[-1] = _assistant(render_error(_error_reply(exc, self.settings)))
             yield "", messages, state, {"error": str(exc)}
             return
