@@ -55,6 +55,7 @@ quality: install
 # Not part of `make test`: the full run takes an hour or more on 2 cores. Quick: make bench BENCH_ARGS="--sizes seed,1k"
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/hostile.py
 
 # Load: 20 chat sessions at once through gradio_client, 200 questions; prints p50/p95, writes bench/results/stress.json
 stress: install

@@ -76,11 +76,12 @@ def child_chunk(kind: str) -> dict[str, Any]:
     doc = Document(source=f"{kind}.txt", path=Path(f"{kind}.txt"), title=kind, text=text, file_hash="-")
     chunks = chunk_document(doc, count_tokens=tokens.count, max_tokens=200)
     seconds = time.perf_counter() - started
-    sizes = tokens.count([c.text for c in chunks])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before checking the result below
+    sizes = [n for i in range(0, len(chunks), 512) for n in tokens.count([c.text for c in chunks[i : i + 512]])]
     return {
         "file": f"5 MB, {'words, no punctuation' if kind == 'words' else 'no whitespace'}, one line",
         "chunk_s": round(seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak, 1),
         "rss_before_mb": round(before, 1),
         "chunks": len(chunks),
         "chars_covered": sum(s.end - s.start for c in chunks for s in c.sentences),
@@ -115,6 +116,7 @@ def bench_ingest_line(work: Path) -> dict[str, Any]:
     folder.mkdir()
     (folder / "line.txt").write_text(one_paragraph(FIVE_MB), encoding="utf-8")
     env = child_env() | {"QA_DATA_DIR": str(work / "line-data")}
+    cpu_before = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run([QA, "ingest", "--json", str(folder)], env=env, cwd=work, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
@@ -122,16 +124,24 @@ def bench_ingest_line(work: Path) -> dict[str, Any]:
         raise RuntimeError(done.stderr)
     report = json.loads(done.stdout)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the ingest: the first child
+    cpu = _children_cpu() - cpu_before  # load-independent: what the ingest would take on idle cores
     ask = subprocess.run([QA, "ask", "--json", "What is Mark Sedwill's job?"], env=env, cwd=work, capture_output=True,
                          text=True, timeout=600)
     answer = json.loads(ask.stdout) if ask.returncode == 0 else {"text": ask.stderr}
     return {
         "file": "5 MB, seed article sentences repeated, one line",
         "ingest_wall_s": round(seconds, 1),
+        "ingest_cpu_s": round(cpu, 1),
+        "load_average": round(os.getloadavg()[0], 1),
         "chunks_embedded": report["chunks_embedded"],
         "peak_rss_mb": round(peak, 1),
         "answers_after": "Mark Sedwill" in answer.get("text", ""),
     }
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bench_chunk(kind: str) -> dict[str, Any]:
@@ -174,6 +184,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["words", "nospace"], help=argparse.SUPPRESS)
     parser.add_argument("--no-flood", dest="flood", action="store_false", help="skip the `qa chat` flood")
     parser.add_argument("--flood-requests", type=int, default=2100, help="queue joins per flood (the issue's 2,100)")
+    parser.add_argument("--only", default="split,ingest,chunk,flood", help="comma-separated parts to run")
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "hostile.json")
     args = parser.parse_args()
     if args.child:
@@ -183,16 +194,20 @@ def main() -> None:
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
     work = Path(tempfile.mkdtemp(prefix="qa-hostile-"))
     try:
-        results["split"] = bench_split()
-        for row in results["split"]:
-            label = row.get("what") or f"{row['chars']:,} chars, one paragraph"
-            print(f"split {label}: {row['split_s']} s, {row['sentences']:,} sentences")
-        results["ingest_5mb_line"] = bench_ingest_line(work)
-        print("ingest:", results["ingest_5mb_line"])
-        results["chunk"] = [bench_chunk("words"), bench_chunk("nospace")]
-        for row in results["chunk"]:
-            print("chunk:", row)
-        if args.flood:
+        parts = set(args.only.split(","))
+        if "split" in parts:
+            results["split"] = bench_split()
+            for row in results["split"]:
+                label = row.get("what") or f"{row['chars']:,} chars, one paragraph"
+                print(f"split {label}: {row['split_s']} s, {row['sentences']:,} sentences")
+        if "ingest" in parts:
+            results["ingest_5mb_line"] = bench_ingest_line(work)
+            print("ingest:", results["ingest_5mb_line"])
+        if "chunk" in parts:
+            results["chunk"] = [bench_chunk("words"), bench_chunk("nospace")]
+            for row in results["chunk"]:
+                print("chunk:", row)
+        if args.flood and "flood" in parts:
             results["flood"] = bench_flood(work, args.flood_requests)
             for row in results["flood"]:
                 print("flood:", row)
