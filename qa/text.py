@@ -205,3 +205,19 @@ def _count(count_tokens: Callable[[list[str]], list[int]], texts: list[str]) -> 
     for i in range(0, len(texts), _COUNT_BATCH):
         sizes.extend(count_tokens(texts[i : i + _COUNT_BATCH]))
     return sizes
+
+
+_MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n]*\")?\)")
+_MD_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", re.DOTALL)
+_MD_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*])", re.DOTALL)
+_MD_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.DOTALL)
+
+
+def strip_markdown(text: str) -> str:
+    """Inline Markdown (emphasis, links, images, code, strike-through) reduced to its plain text."""
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_CODE.sub(lambda m: m.group(2).strip(), text)
+    text = _MD_STRONG.sub(r"\2", text)
+    text = _MD_EMPHASIS.sub(r"\2", text)
+    return _MD_STRIKE.sub(r"\1", text)
