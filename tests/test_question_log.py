@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,13 @@ from qa.querylog import QuestionLog
 def _lines(settings: Settings) -> list[dict[str, Any]]:
     path = settings.data_dir / "logs" / "questions.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def seed_engine(seed_engine: Engine) -> Engine:
+    """The seed engine with no log yet (the shared seed index may carry other tests' questions)."""
+    shutil.rmtree(seed_engine.settings.data_dir / "logs", ignore_errors=True)
+    return seed_engine
 
 
 def test_each_question_is_logged_once_without_its_text(seed_engine: Engine) -> None:
