@@ -8,6 +8,7 @@ load against a different list.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -47,7 +48,16 @@ FEATURES = (
     "best_coverage",  # the best coverage of any candidate
     "best_dense",  # the best dense similarity of any candidate
     "dense_x_coverage",
+    "country_conflict",  # the question names a country the window lacks, and the sentence names another
+    "count_noun_missing",  # "how many/much NOUN": the window lacks the noun
+    "calendar_missing",  # the question asks for a date or year; the sentence has no month or number
+    "percent_missing",  # the question asks for a percentage; the sentence gives none
 )
+
+_COUNTED = re.compile(r"\bhow (?:many|much)\s+(?:of\s+the\s+)?((?:[\w’'\-]+\s*){1,3})", re.IGNORECASE)
+_CALENDAR_ASKED = re.compile(r"\b(?:date|year)\b", re.IGNORECASE)
+_PERCENT_ASKED = re.compile(r"\b(?:percentage|percent|proportion|share|fraction)\b", re.IGNORECASE)
+_PERCENT_GIVEN = re.compile(r"%|\bper ?cent\b|\bhalf\b|\bthird\b|\bquarter\b", re.IGNORECASE)
 
 _NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing", "nobody", "nowhere", "without"})
 _NEAR = 1  # sentences either side that make a sentence's window
@@ -76,6 +86,10 @@ class QuestionView:
     negated: bool
     words: frozenset[str]
     max_idf: float
+    countries: frozenset[str] = frozenset()
+    counted: str | None = None
+    calendar: bool = False
+    percent: bool = False
 
 
 @dataclass
@@ -128,7 +142,16 @@ class Featurizer:
                 entities.add(_key(token, self._stems, self._stemmer))
         numbers = frozenset(t for t in raw if t.startswith("num:"))
         negated = any(t in _NEGATORS or t.endswith("n't") for t in raw)
+        counted = _COUNTED.search(question)
+        counted_key = None
+        if counted:  # the counted noun: the first lower-case word that is neither a stop word nor a country or number
+            noun = next((k for w, k in self.lex.pairs(counted.group(1)) if w.islower() and ":" not in k and k not in STOPWORDS), None)
+            counted_key = _key(noun, self._stems, self._stemmer) if noun else None
         return QuestionView(
+            countries=frozenset(t for t in raw if t.startswith("country:")),
+            counted=counted_key,
+            calendar=_CALENDAR_ASKED.search(question) is not None and question_type(question) == "date",
+            percent=_PERCENT_ASKED.search(question) is not None and question_type(question) == "number",
             text=question,
             kind=question_type(question),
             weights=weights,
@@ -217,6 +240,10 @@ class Featurizer:
                         0.0,
                         best_dense,
                         s.dense * coverage,
+                        float(bool(q.countries - window) and any(k.startswith("country:") and k not in q.countries for k in keys)),
+                        float(q.counted is not None and q.counted not in window),
+                        float(q.calendar and not any(k.startswith(("month:", "num:")) for k in keys)),
+                        float(q.percent and _PERCENT_GIVEN.search(text) is None),
                     ],
                 )
             )

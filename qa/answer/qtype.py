@@ -90,7 +90,7 @@ def _new_parts(entity: str, question_words: set[str]) -> list[list[str]]:
                 flanked[-1] = flanked[-1] or key in question_words
             continue
         segments[-1].append(tok)
-    # A lone word glued to a word of the question ("Vladimir" of "Vladimir Dzhabarov") is the same entity.
+    # A lone word glued to a word of the question ("Ada" of "Ada Lovelace") is the same entity.
     return [s for s, f in zip(segments, flanked) if s and (len(s) >= 2 or not f)]
 
 
