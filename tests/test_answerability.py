@@ -89,7 +89,7 @@ def test_the_shipped_artifact_passes_its_check_and_says_what_it_was_fitted_on() 
     artifact = load_artifact()
     assert 0.0 < artifact.threshold < 1.0
     fitted = artifact.meta["fitting_data"]
-    assert set(fitted) == {"squad2-train-19", "gold_dev_half", "follow_ups"}
+    assert set(fitted) == {"squad2-train-19", "gold_dev_half", "written_for_fitting", "follow_ups"}
     assert "CC BY-SA" in artifact.meta["licence"]
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "c3edcb4f7d4aedffce9adfef7b9008c0d338f51850a2f4051ff53d46ea26cb09"
+ARTIFACT_SHA256 = "0b12da24f9c8ac25b7e014332c699e5abd8736f69dba005c06c32ea2b2673ac3"
 
 
 @dataclass(frozen=True)
