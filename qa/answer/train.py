@@ -77,7 +77,12 @@ def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str],
     engine = Engine(settings)
     report = engine.ingest(corpus, progress=False)
     log(f"  indexed {corpus}: {report.chunks_embedded} chunks embedded")
-    retriever = engine.retriever
+    from qa.retrieve import Corpus, Retriever
+
+    # Ties in retrieval break by corpus position, and the store may list chunks in any order:
+    # a corpus sorted by chunk id makes the rows, and so the artifact, the same on every run.
+    loaded = engine.corpus
+    retriever = Retriever(engine.store, Corpus(sorted(loaded.chunks, key=lambda c: c.id)), engine.embedder)
     featurizer = Featurizer()
     rows = Rows([], [], [], [], [])
     started = time.perf_counter()
