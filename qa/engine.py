@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import unicodedata
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 _CHAIN = 3  # earlier questions a chain of follow-ups may bring in
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _EMBED_GROUP = 256  # chunks embedded and written per step: a killed ingest loses at most one step
 
 
@@ -40,6 +42,7 @@ def clean_question(question: str, *, limit: int) -> str:
         raise InputError(
             f"The question is too long ({len(question):,} characters; the limit is {limit:,}, QA_MAX_QUESTION_CHARS)."
         )
+    question = _ANSI_ESCAPE.sub(" ", question)  # a pasted terminal colour code is not part of the question
     cleaned = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else " " for ch in question)
     cleaned = " ".join(cleaned.split())
     if not cleaned:

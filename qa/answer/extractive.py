@@ -56,8 +56,7 @@ class ExtractiveAnswerer:
                 break
             if cand.chunk == best.chunk:
                 chosen.append(cand)
-        order = {corpus.position[c.id]: r for r, c in enumerate(retrieval.chunks)}
-        chosen.sort(key=lambda c: (order.get(c.chunk, 0), c.index))
+        # The best sentence leads and is [1]; a second one from its passage follows it.
         parts: list[str] = []
         citations: list[Citation] = []
         for n, cand in enumerate(chosen, start=1):
