@@ -6,13 +6,14 @@ import hashlib
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import InputError
 from qa.readers import FORMATS, HEADING, SUFFIXES, TABLE, TEXT, Block, read_document, reader_for, supported, with_sections
-from qa.text import iter_windows, paragraph_spans, sentence_spans
+from qa.text import count_spans, iter_windows, paragraph_spans, sentence_spans, split_long
 from qa.types import Chunk, Sentence, doc_id
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,10 @@ def root_key(root: Path) -> str:
 def load_file(path: Path, *, source: str, max_bytes: int, root: str = "") -> Document:
     if not supported(path):
         reader_for(path)  # raises the "unsupported file type" InputError
-    size = path.stat().st_size
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):  # reading a FIFO named x.txt would wait for a writer forever
+        raise InputError("not a regular file (a pipe, socket or device); only regular files are read")
+    size = info.st_size
     if size > max_bytes:
         raise InputError(f"too large ({size / 1e6:.1f} MB, limit {max_bytes / 1e6:.0f} MB: QA_MAX_FILE_MB)")
     if size == 0:
@@ -189,7 +193,7 @@ def chunk_document(doc: Document, *, count_tokens: TokenCounter, max_tokens: int
             spans = sentence_spans(doc.text[block.start : block.end], block.start)
         if not spans:
             continue
-        sizes = count_tokens([doc.text[s:e] for s, e in spans])
+        sizes = count_spans(doc.text, spans, count_tokens=count_tokens, max_tokens=max_tokens)
         spans, sizes = _split_oversize(doc.text, spans, sizes, count_tokens, max_tokens)
         # A table row is a chunk of its own: rows don't complete each other the way a paragraph's
         # sentences do, so an answer quotes the one row that answers, never its neighbour too.
@@ -246,27 +250,15 @@ def _split_oversize(
             continue
         pieces = _pieces(text, s, e, max_tokens, count_tokens)
         out_spans.extend(pieces)
-        out_sizes.extend(count_tokens([text[a:b] for a, b in pieces]))
+        out_sizes.extend(count_spans(text, pieces, count_tokens=count_tokens, max_tokens=max_tokens))
     return out_spans, out_sizes
 
 
 def _pieces(
     text: str, start: int, end: int, max_tokens: int, count_tokens: TokenCounter
 ) -> list[tuple[int, int]]:
-    """Cut one over-long sentence at whitespace into pieces of at most `max_tokens` word pieces."""
-    cuts = [m.end() for m in re.finditer(r"[;,:]?\s+", text[start:end])]
-    bounds = [0, *cuts, end - start]
-    segments = [(start + a, start + b) for a, b in zip(bounds, bounds[1:]) if b > a]
-    sizes = count_tokens([text[a:b] for a, b in segments])
-    pieces: list[tuple[int, int]] = []
-    for i, j in iter_windows(sizes, max_tokens):
-        a, b = segments[i][0], segments[j - 1][1]
-        raw = text[a:b]
-        a += len(raw) - len(raw.lstrip())
-        b -= len(raw) - len(raw.rstrip())
-        if b > a:
-            pieces.append((a, b))
-    return pieces
+    """Cut one over-long sentence at clause marks or whitespace (windows inside a run without any)."""
+    return split_long(text, start, end, count_tokens=count_tokens, max_tokens=max_tokens)
 
 
 def iter_chunks(documents: Iterable[Document], *, count_tokens: TokenCounter, max_tokens: int) -> Iterable[Chunk]:

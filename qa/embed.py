@@ -507,7 +507,8 @@ class OpenAIEmbedder:
             from llama_index.embeddings.openai import OpenAIEmbedding
         except ImportError:
             raise ConfigError("OpenAI embeddings need the llm extra: pip install 'qa[llm]'.") from None
-        key = settings.llm_api_key or settings.openai_api_key
+        # As for the LLM: QA_LLM_API_KEY goes to QA_LLM_BASE_URL, OPENAI_API_KEY only ever to OpenAI.
+        key = settings.llm_api_key if settings.llm_base_url else (settings.openai_api_key or settings.llm_api_key)
         if key is None and not settings.llm_base_url:
             raise ConfigError("QA_EMBED_MODEL=openai needs OPENAI_API_KEY (or QA_LLM_BASE_URL).")
         self.name = settings.openai_embed_model

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qa.errors import IndexMissingError, InputError, LLMError, QAError, StoreError
+from qa.querylog import logged
 from qa.settings import Settings
 from qa.types import Answer, IngestReport
 
@@ -26,11 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
-_FOLLOW_UP = re.compile(
-    r"\b(he|she|him|her|his|hers|they|them|their|theirs|it|its|this|that|these|those|there|then|the same|else|"
-    r"also|what about|how about|and)\b",
-    re.IGNORECASE,
-)
+_CHAIN = 3  # earlier questions a chain of follow-ups may bring in
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _EMBED_GROUP = 256  # chunks embedded and written per step: a killed ingest loses at most one step
 
 
@@ -54,6 +52,7 @@ def clean_question(question: str, *, limit: int) -> str:
         raise InputError(
             f"The question is too long ({len(question):,} characters; the limit is {limit:,}, QA_MAX_QUESTION_CHARS)."
         )
+    question = _ANSI_ESCAPE.sub(" ", question)  # a pasted terminal colour code is not part of the question
     cleaned = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else " " for ch in question)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
@@ -75,15 +74,22 @@ def user_turns(history: Sequence[Message | str] | None) -> list[str]:
 
 
 def follow_up_context(question: str, history: Sequence[Message | str] | None) -> str:
-    """The earlier question a follow-up leans on ("What did he say…?"), or "" for a standalone question."""
-    from qa.text import content_words
+    """The earlier questions a follow-up leans on ("What did he say…?"), or "" for a standalone question.
 
+    The decision is fitted (`qa/answer/followup.py`); a follow-up of a follow-up brings the chain back
+    to the last question that stood alone (at most `_CHAIN` turns).
+    """
     turns = user_turns(history)
     if not turns:
         return ""
-    if _FOLLOW_UP.search(question) or len(content_words(question)) <= 2:
-        return turns[-1]
-    return ""
+    from qa.answer.followup import leans_on_previous
+
+    if not leans_on_previous(question, turns[-1]):
+        return ""
+    at = len(turns) - 1
+    while at > 0 and len(turns) - at < _CHAIN and leans_on_previous(turns[at], turns[at - 1]):
+        at -= 1
+    return " ".join(turns[at:])
 
 
 class Engine:
@@ -378,6 +384,7 @@ class Engine:
 
     # -- ask ------------------------------------------------------------------------------------
 
+    @logged  # one line per question in QA_DATA_DIR/logs/questions.jsonl
     def ask(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Answer:
         """Answer `question` from the indexed documents, given the conversation so far."""
         if self.settings.llm_enabled:
@@ -389,6 +396,7 @@ class Engine:
             return final
         return self._ask_extractive(question, history, k=k)
 
+    @logged
     def stream(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Iterator[str | Answer]:
         """Yield text deltas as the answer is produced, then the final `Answer` as the last item.
 

@@ -55,6 +55,108 @@ RETRIEVAL_MODES = ("hybrid", "dense", "bm25")
 WORST_ITEMS = 10
 _DEFAULT_GOLD = Path("eval/gold.jsonl")
 _DEFAULT_RUNS = Path("eval/runs")
+SPLITS = ("dev", "test")
+# Reported beside METRICS: the answerability score's AUROC, and for conversations the follow-up decision.
+EXTRA_SUMMARY = ("answerability_auroc", "follow_up_right")
+
+
+# -- what is asked: a split of a gold set, or the turns of conversations -------------------------
+
+
+def split_file(gold_path: Path) -> Path:
+    """The split beside the gold file (`eval/split.json` for `eval/gold.jsonl`), else the project's."""
+    beside = gold_path.parent / "split.json"
+    return beside if beside.is_file() else PROJECT_ROOT / "eval" / "split.json"
+
+
+def select_split(items: Sequence[GoldItem], gold_path: Path, split: str) -> list[GoldItem]:
+    """The items of `split` (dev: fitting data; test: reporting only) named in the split file."""
+    path = split_file(gold_path)
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8"))[split]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"Cannot read the {split} ids from {path} ({exc}); it needs a JSON object with `dev` and `test` id lists.") from exc
+    wanted = set(ids)
+    chosen = [item for item in items if item.id in wanted]
+    if not chosen:
+        raise InputError(f"None of the {split} ids in {path} are in {gold_path}: --split applies to the gold set that file splits.")
+    return chosen
+
+
+def is_conversations(path: Path) -> bool:
+    """Is `path` a conversations file (one conversation a line, with `turns`)?"""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            first = next((line for line in fh if line.strip()), "")
+        data = json.loads(first)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(data, dict) and "turns" in data
+
+
+def load_conversations(path: Path) -> tuple[list[GoldItem], dict[str, bool]]:
+    """Each turn as a gold item whose history is the conversation's earlier questions, and each turn's `follow_up`."""
+    from qa.metrics import parse_gold_line
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"Cannot read {path}: {exc}.") from None
+    items: list[GoldItem] = []
+    follow_up: dict[str, bool] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+            turns = data["turns"]
+            if not isinstance(turns, list) or not turns:
+                raise ValueError("`turns` must be a non-empty list")
+            questions: list[str] = []
+            for i, turn in enumerate(turns, start=1):
+                if not isinstance(turn, dict):
+                    raise ValueError(f"turn {i} must be a JSON object")
+                line = {**turn, "id": f"{data.get('id', f'line-{number}')}#{i}", "history": list(questions)}
+                line.pop("follow_up", None)
+                try:
+                    item = parse_gold_line(json.dumps(line), number)
+                except ValueError as exc:
+                    raise ValueError(f"turn {i}: {exc}") from None
+                flag = turn.get("follow_up", False)
+                if not isinstance(flag, bool):
+                    raise ValueError(f"turn {i}: `follow_up` must be true or false")
+                items.append(item)
+                follow_up[item.id] = flag
+                questions.append(item.question)
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = "missing field `turns`" if isinstance(exc, KeyError) else str(exc)
+            raise InputError(f"{path} line {number}: {reason}. Fix that line and run again.") from None
+    if not items:
+        raise InputError(f"{path} has no conversations: add one JSON object a line.")
+    return items, follow_up
+
+
+def answerability_auroc(records: Sequence[dict[str, Any]]) -> float | None:
+    """How well the answerability score ranks answerable above unanswerable items (None without both, or no scores)."""
+    scored = [(r["confidence"], r["answerable"]) for r in records if r.get("confidence") is not None]
+    pos = [c for c, a in scored if a]
+    neg = [c for c, a in scored if not a]
+    if not pos or not neg:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return round(wins / (len(pos) * len(neg)), 4)
+
+
+def add_extra_summary(run: Run, follow_up: dict[str, bool] | None) -> None:
+    """The answerability AUROC and, for conversations, the share of later turns whose follow-up decision was right."""
+    run.summary["answerability_auroc"] = answerability_auroc(run.records)
+    if follow_up:
+        decided = [r for r in run.records if r["history"]]
+        for r in decided:
+            r["follow_up"] = {"expected": follow_up.get(r["id"], False), "decided": r["retrieval_query"] != r["question"]}
+        right = [r["follow_up"]["expected"] == r["follow_up"]["decided"] for r in decided]
+        run.summary["follow_up_right"] = round(sum(right) / len(right), 4) if right else None
+        run.summary["n_follow_up_decisions"] = len(right)
 
 
 # -- what runs: the engine, or the baseline ----------------------------------------------------
@@ -160,6 +262,25 @@ class Run:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+_RECORD_TEXT_CHARS = 2_000  # a gold text longer than this is cut in results.jsonl and the report
+_RECORD_LIST_ITEMS = 50
+
+
+def _clipped(data: dict[str, Any]) -> dict[str, Any]:
+    """A gold item for the results: huge texts and lists cut, so one bad line can't bloat every output."""
+
+    def clip(text: str) -> str:
+        return text if len(text) <= _RECORD_TEXT_CHARS else text[:_RECORD_TEXT_CHARS] + f"… [{len(text):,} characters]"
+
+    out = dict(data)
+    for key, value in data.items():
+        if isinstance(value, str):
+            out[key] = clip(value)
+        elif isinstance(value, list):
+            out[key] = [clip(v) if isinstance(v, str) else v for v in value[:_RECORD_LIST_ITEMS]]
+    return out
+
+
 def _citation_record(c: Citation) -> dict[str, Any]:
     data = c.to_dict()
     data.pop("passage", None)  # the chunk text; results.jsonl keeps the quote and offsets
@@ -199,7 +320,7 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
             scored = Scored(text="", abstained=False)
         metrics = score_item(item, scored, k=k)
         record: dict[str, Any] = {
-            **item.to_dict(),
+            **_clipped(item.to_dict()),
             "answer": answer.text if answer else "",
             "abstained": scored.abstained,
             "citations": [_citation_record(c) for c in answer.citations] if answer else [],
@@ -208,6 +329,7 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
             "history_answers": replayed,
             "mode": answer.mode if answer else mode,
             "notice": answer.notice if answer else None,
+            "confidence": getattr(answer, "confidence", None) if answer else None,
             "error": error,
             "metrics": metrics,
             "timings": {**(answer.timings if answer else {}), "latency_ms": round(latency, 2)},
@@ -292,7 +414,7 @@ def compare_runs(old_dir: Path, summary: dict[str, Any], records: Sequence[dict[
     """Each metric's change against an earlier run, and the items that went from right to wrong."""
     old_summary, old_records = read_run(old_dir)
     changes: dict[str, dict[str, Any]] = {}
-    for name in (*METRICS, "accuracy", *LLM_METRICS):
+    for name in (*METRICS, "accuracy", *EXTRA_SUMMARY, *LLM_METRICS):
         if name not in summary and name not in old_summary:
             continue
         new, old = summary.get(name), old_summary.get(name)
@@ -449,7 +571,7 @@ def render_report(
     if comparison is not None:
         header.append(f"change vs {Path(comparison['against']).name}")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    names = [m for m in (*METRICS, "accuracy", *LLM_METRICS) if m in s or (baseline is not None and m in baseline.summary)]
+    names = [m for m in (*METRICS, "accuracy", *EXTRA_SUMMARY, *LLM_METRICS) if m in s or (baseline is not None and m in baseline.summary)]
     for name in names:
         row = [name, _fmt(s.get(name), name)]
         if baseline is not None:
@@ -592,7 +714,7 @@ def _default_gold() -> Path:
 
 
 def _print_summary(run: Run, baseline: Run | None, comparison: dict[str, Any] | None) -> None:
-    names = [m for m in (*METRICS, "accuracy", *LLM_METRICS) if m in run.summary]
+    names = [m for m in (*METRICS, "accuracy", *EXTRA_SUMMARY, *LLM_METRICS) if m in run.summary]
     width = max(len(n) for n in names)
     head = f"{'metric':<{width}}  {run.summary['mode']:>14}"
     if baseline is not None:
@@ -623,6 +745,7 @@ def _print_summary(run: Run, baseline: Run | None, comparison: dict[str, Any] | 
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder [default: eval/runs/<timestamp>-<mode>].")
 @click.option("-k", "--k", "k", type=click.IntRange(min=1), default=None, help="Chunks retrieved per question [default: QA_TOP_K].")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items.")
+@click.option("--split", type=click.Choice(SPLITS), default=None, help="Only the dev (fitting) or test (reporting) half named in split.json beside the gold file.")
 @click.option("--retrieval", type=click.Choice(RETRIEVAL_MODES), default="hybrid", show_default=True, help="Retrieval mode the engine uses.")
 @click.option("--baseline", is_flag=True, help="Evaluate the dense-only top-1-sentence baseline instead of the engine.")
 @click.option("--with-baseline", is_flag=True, help="Evaluate the engine and the baseline; report both side by side.")
@@ -640,6 +763,7 @@ def eval_command(
     out: Path | None,
     k: int | None,
     limit: int | None,
+    split: str | None,
     retrieval: str,
     baseline: bool,
     with_baseline: bool,
@@ -662,7 +786,13 @@ def eval_command(
     if baseline and with_baseline:
         raise click.UsageError("Use --baseline or --with-baseline, not both.")
     gold_path = gold if gold is not None else _default_gold()
-    items = load_gold(gold_path)
+    follow_up: dict[str, bool] | None = None
+    if is_conversations(gold_path):
+        items, follow_up = load_conversations(gold_path)
+    else:
+        items = load_gold(gold_path)
+    if split is not None:
+        items = select_split(items, gold_path, split)
     if limit:
         items = items[:limit]
     settings = _settings()
@@ -693,6 +823,8 @@ def eval_command(
             raise InputError("--judge needs an LLM: set QA_LLM_BASE_URL (or OPENAI_API_KEY), or drop --judge.")
         for one in runs:
             judge_run(one, settings, progress=show)
+    for one in runs:
+        add_extra_summary(one, follow_up)
     main_run = runs[0]
     other = runs[1] if len(runs) > 1 else None
     seconds = time.perf_counter() - t0
@@ -707,6 +839,7 @@ def eval_command(
         "corpus": str(corpus) if corpus is not None else str(settings.seeds_dir) + " (seed index)",
         "k": k,
         "retrieval": retrieval,
+        "split": split,
         "limit": limit,
         "started": started,
         "seconds": round(seconds, 1),

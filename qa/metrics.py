@@ -94,6 +94,8 @@ def parse_gold_line(raw: str, line: int) -> GoldItem:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to read (a gold item is one flat JSON object)") from None
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     missing = [name for name in ("question", "answers", "answerable") if name not in data]

@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     # Front ends
     ui_auth: SecretStr | None = Field(None, description="`user:password` for the chat page's basic auth.")
     ui_concurrency: int = Field(4, description="Gradio queue concurrency.")
-    max_upload_mb: int = Field(20, description="Largest file the chat page accepts.")
+    max_upload_mb: int = Field(20, description="Largest upload the chat page accepts (all files dropped at once).")
+    ui_queue_max: int = Field(64, description="Chat page requests waiting at most; past it, `busy, retry`.")
+    rate_limit_per_minute: float = Field(
+        60, description="Requests a minute per client address on the chat page; 0 = no limit."
+    )
+    rate_limit_burst: int = Field(20, description="Requests a client may make at once before the rate limit applies.")
     slack_api_url: str = Field("https://slack.com/api/", description="Slack Web API base URL (GovSlack, tests).")
     slack_bot_token: SecretStr | None = Field(
         None, validation_alias="SLACK_BOT_TOKEN", description="Slack Bot User OAuth Token (xoxb-…); `qa slack` needs it."
@@ -87,6 +92,11 @@ class Settings(BaseSettings):
     api_queue_timeout: float = Field(30.0, description="Seconds a question may wait for a slot before 429.")
     api_rate_per_minute: float = Field(0, description="Requests a minute per API key (or address without keys); 0 = no limit.")
     api_rate_burst: int = Field(20, description="Requests a client may make at once before api_rate_per_minute applies.")
+
+    # Logs
+    log_questions: bool = Field(False, description="Also write each question's text to the question log.")
+    log_max_mb: int = Field(10, description="Size at which logs/questions.jsonl is rotated.")
+    log_backups: int = Field(5, description="Rotated question logs kept.")
 
     debug: bool = Field(False, description="Re-raise unexpected errors with a traceback.")
 

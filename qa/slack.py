@@ -23,7 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 import click
 
 from qa.cli import _check_store_not_locked, _settings, friendly_errors
-from qa.errors import ConfigError, QAError
+from qa.errors import ConfigError, IndexMissingError, QAError
 from qa.feedback import record_feedback
 from qa.slack_render import (
     EMPTY_QUESTION_TEXT,
@@ -471,9 +471,8 @@ def slack_command(use_http: bool, host: str, port: int) -> None:
     engine = Engine(settings)
     app = build_app(engine, settings)
     info = engine.info()  # loads the index and model now rather than on the first question
-    if not info["chunks"]:
-        click.echo(f"warning: nothing indexed yet; run `qa ingest {settings.seeds_dir}` or every answer says so.", err=True)
     if use_http:
+        _require_index(info, settings)
         server = make_http_server(app, host=host, port=port)
         click.echo(
             f"Answering from {_documents(info)} on http://{host}:{server.server_port}{EVENTS_PATH}; Ctrl-C stops.",
@@ -484,7 +483,15 @@ def slack_command(use_http: bool, host: str, port: int) -> None:
         finally:
             server.server_close()
         return
-    _run_socket_mode(socket_mode_handler(app, settings), info)
+    _run_socket_mode(socket_mode_handler(app, settings), info, settings)
+
+
+def _require_index(info: dict[str, Any], settings: Settings) -> None:
+    """A bot that would tell every user "nothing is indexed" is better not started (checked after the tokens)."""
+    if not info["chunks"]:
+        raise IndexMissingError(
+            f"No index yet in {settings.describe_store()}. Run `qa ingest {settings.seeds_dir}`, then start `qa slack`."
+        )
 
 
 def _documents(info: dict[str, Any]) -> str:
@@ -492,7 +499,7 @@ def _documents(info: dict[str, Any]) -> str:
     return f"{count} document{'' if count == 1 else 's'}"
 
 
-def _run_socket_mode(handler: SocketModeHandler, info: dict[str, Any]) -> None:
+def _run_socket_mode(handler: SocketModeHandler, info: dict[str, Any], settings: Settings) -> None:
     from slack_sdk.errors import SlackApiError
 
     try:
@@ -501,6 +508,11 @@ def _run_socket_mode(handler: SocketModeHandler, info: dict[str, Any]) -> None:
         raise ConfigError(
             f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}). Use {_TOKENS['app'][2]}."
         ) from None
+    try:
+        _require_index(info, settings)
+    except IndexMissingError:
+        handler.close()  # type: ignore[no-untyped-call]
+        raise
     click.echo(f"Answering from {_documents(info)} in Socket Mode; Ctrl-C stops.", err=True)
     try:
         threading.Event().wait()

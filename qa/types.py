@@ -154,6 +154,8 @@ class Answer:
     retrieved: list[Chunk] = field(default_factory=list)
     # LLM mode: the messages sent, by purpose ("condense", "answer"); empty in extractive mode
     prompts: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    # Extractive mode: the answerability model's probability that the best sentence answers (None otherwise)
+    confidence: float | None = None
 
     def to_dict(self, *, with_retrieved: bool = False, with_prompts: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {

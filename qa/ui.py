@@ -145,7 +145,7 @@ class ChatPage:
             answer = yield from self._stream(question, state, messages)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a reply; the app keeps serving
             if not isinstance(exc, QAError):
-                log.exception("chat failed on %r", question)
+                log.exception("chat failed")  # the question's text goes only to the question log, if at all
             messages[-1] = _assistant(render_error(reply := _error_reply(exc, self.settings)))
             # Store and unexpected errors name paths and internals: the API gets the polite reply too.
             yield "", messages, state, {"error": str(exc) if isinstance(exc, QAError) and not isinstance(exc, StoreError) else reply}
@@ -408,7 +408,7 @@ def build_app(engine: Engine, settings: Settings) -> gr.Blocks:
                 docs = gr.HTML(elem_id="qa-corpus")
                 reindex = gr.Button("Re-index seeds", size="sm", elem_id="qa-reindex")
                 files = gr.File(
-                    label=f"Add documents: PDF, Word, PowerPoint, HTML, CSV, reST, Markdown, text (up to {settings.max_upload_mb} MB each)",
+                    label=f"Add documents: PDF, Word, PowerPoint, HTML, CSV, reST, Markdown, text (up to {settings.max_upload_mb} MB at a time)",
                     file_count="multiple",
                     file_types=list(UPLOAD_TYPES),
                     type="filepath",
@@ -434,7 +434,9 @@ def build_app(engine: Engine, settings: Settings) -> gr.Blocks:
         reindex.click(page.reindex, None, [status, docs], api_name="reindex", concurrency_limit=1)
         files.upload(page.upload, [files], [status, docs, files], api_visibility="private", concurrency_limit=1)
         app.load(page.corpus, None, docs, api_visibility="private")
-    app.queue(default_concurrency_limit=settings.ui_concurrency)
+    # Bounded: past QA_UI_QUEUE_MAX waiting requests a join gets 503, which the page shows as "busy,
+    # try again"; unbounded, a flood of anonymous joins grew the process by GBs and wedged the queue.
+    app.queue(default_concurrency_limit=settings.ui_concurrency, max_size=max(settings.ui_queue_max, 1))
     blocks: gr.Blocks = app
     return blocks
 
@@ -460,18 +462,97 @@ def serve(
             server_port=port,
             share=share,
             auth=auth,
-            max_file_size=f"{settings.max_upload_mb}mb",
+            max_file_size=settings.max_upload_mb * 1_000_000,
             prevent_thread_lock=not block,
             show_error=False,
             quiet=True,
             ssr_mode=False,
             mcp_server=False,
+            enable_monitoring=False,  # /monitoring is open without login and prints its key on every visit
+            app_kwargs={"middleware": serving_middleware(settings)},
             css=CSS,
             head=HEAD,
         )
     except OSError as exc:
         raise ConfigError(f"Can't serve on {host}:{port} ({exc}). Stop the other server or pass --port.") from None
     return str(app.local_url or f"http://{host}:{port}/")
+
+
+_ACTION_PATHS = ("/gradio_api/", "/login")  # POSTs: queue joins, uploads, API calls, login attempts
+_UPLOAD_PATH = "/gradio_api/upload"
+_MULTIPART_SLACK = 64_000  # form boundaries and part headers around the files themselves
+BUSY_REPLY = "The chat page is busy (QA_UI_QUEUE_MAX requests are waiting). Retry in a few seconds."
+
+
+def serving_middleware(settings: Settings) -> list[Any]:
+    """The chat page's limits on raw HTTP: a rate limit per client, the upload size, a `busy` reply."""
+    from starlette.middleware import Middleware
+
+    from qa.ratelimit import RateLimiter, RateLimitMiddleware
+
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    return [
+        Middleware(RateLimitMiddleware, limiter=limiter, paths=_ACTION_PATHS),
+        Middleware(_UploadLimit, limit=settings.max_upload_mb * 1_000_000 + _MULTIPART_SLACK),
+        Middleware(_BusyReply),
+    ]
+
+
+class _UploadLimit:
+    """Refuse an upload request whose body is over the limit (Gradio checks each file, not their sum)."""
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("method") == "POST" and str(scope.get("path", "")).endswith(_UPLOAD_PATH):
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is None or not length.isdigit() or int(length) > self.limit:
+                mb = (self.limit - _MULTIPART_SLACK) / 1e6
+                status = 411 if length is None else 413
+                message = f"Uploads are limited to {mb:g} MB at a time (QA_MAX_UPLOAD_MB), with a Content-Length."
+                await _plain(send, status, message)
+                return
+        await self.app(scope, receive, send)
+
+
+class _BusyReply:
+    """Gradio's "queue is full" 503 gets a Retry-After and says what to do."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or not str(scope.get("path", "")).endswith("/queue/join"):
+            await self.app(scope, receive, send)
+            return
+        busy = False
+
+        async def relay(message: dict[str, Any]) -> None:
+            nonlocal busy
+            if message["type"] == "http.response.start" and message.get("status") == 503:
+                busy = True
+                await _plain(send, 503, BUSY_REPLY, retry_after=5, json_detail=True)
+                return
+            if not busy:
+                await send(message)
+
+        await self.app(scope, receive, relay)
+
+
+async def _plain(send: Any, status: int, message: str, *, retry_after: int | None = None, json_detail: bool = False) -> None:
+    import json
+
+    body = json.dumps({"detail": message}).encode() if json_detail else message.encode()
+    headers = [
+        (b"content-type", b"application/json" if json_detail else b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def warm(engine: Engine) -> None:
@@ -484,11 +565,26 @@ def warm(engine: Engine) -> None:
         log.warning("%s", exc)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to any interface
+
+
 @click.command("chat")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes the page.")
 @click.option("--port", default=7860, show_default=True, type=int, help="Port to serve on.")
 @click.option("--share", is_flag=True, help="Also open a public gradio.live link (needs QA_UI_AUTH).")
-def chat_command(host: str, port: int, share: bool) -> None:
+@click.option(
+    "--insecure-no-auth", is_flag=True, help="Serve on a non-loopback --host without QA_UI_AUTH (anyone can reach it)."
+)
+def chat_command(host: str, port: int, share: bool, insecure_no_auth: bool) -> None:
     """Start the chat page (Gradio) on the engine."""
     from qa.cli import _engine, friendly_errors
 
@@ -496,10 +592,15 @@ def chat_command(host: str, port: int, share: bool) -> None:
     def run() -> None:
         engine = _engine()
         settings = engine.settings
-        if (share or host not in ("127.0.0.1", "localhost", "::1")) and settings.ui_auth is None:
+        if (share or not is_loopback(host)) and settings.ui_auth is None:
             if share:
                 raise ConfigError("A public link needs a login: set QA_UI_AUTH=user:password, then retry --share.")
-            click.echo(f"warning: serving on {host} without a login; set QA_UI_AUTH=user:password.", err=True)
+            if not insecure_no_auth:
+                raise ConfigError(
+                    f"Serving on {host} needs a login: set QA_UI_AUTH=user:password, "
+                    "or pass --insecure-no-auth to let anyone who can reach it chat, upload and re-index."
+                )
+            click.echo(f"warning: serving on {host} without a login (--insecure-no-auth).", err=True)
         parse_auth(settings)
         click.echo("Loading the model and index…", err=True)
         warm(engine)

@@ -1,83 +1,80 @@
-"""What a question asks for, and which sentences hold it: the checks that decide when the offline answerer abstains."""
+"""What a question asks for and the word knowledge behind it: features of the answerability model, on sentences written for these tests."""
 
 from __future__ import annotations
 
 import pytest
 
-from qa.answer.qtype import wanted
+from qa.answer.lexicon import lexicon
+from qa.answer.qtype import has_answer_type, question_type
 from qa.text import words
-
-US_EXPULSION = "Russia announced on Thursday that it will expel 60 US diplomats and an unknown number of envoys from other countries."
-AGENCY = "Speaking to a news agency in Moscow, Russian lawmaker Vladimir Dzhabarov said that Trump has been pressured."
 
 
 def holds(question: str, sentence: str) -> bool:
-    return wanted(question).found_in(sentence, set(words(question)))
+    return has_answer_type(question_type(question), sentence, set(words(question)))
 
 
 @pytest.mark.parametrize(
     ("question", "kind"),
     [
-        ("How many diplomats were expelled?", "number"),
-        ("When did Russia announce it?", "date"),
-        ("What is the exact calendar date on which Russia announced the expulsion?", "date"),
-        ("What is the name of the news agency?", "name"),
-        ("Who is the UN Secretary General?", "person"),
-        ("In which British town did it happen?", "place"),
-        ("Why did Russia expel the diplomats?", "reason"),
+        ("How many engineers joined the team?", "number"),
+        ("When did the library reopen?", "date"),
+        ("On what date was the contract signed?", "date"),
+        ("What is the name of the supplier?", "name"),
+        ("Who chairs the safety committee?", "person"),
+        ("In which city is the warehouse?", "place"),
+        ("Why was the launch delayed?", "reason"),
     ],
 )
 def test_questions_are_typed_by_what_they_ask_for(question: str, kind: str) -> None:
-    assert wanted(question).kind == kind
+    assert question_type(question) == kind
 
 
-def test_a_count_must_count_the_thing_asked_about() -> None:
-    assert holds("How many US diplomats will Russia expel?", US_EXPULSION)
-    assert not holds("How many days do the US diplomats have to leave Russia?", US_EXPULSION)
+def test_a_count_needs_a_number_the_question_does_not_state() -> None:
+    assert holds("How many engineers joined the team?", "Twelve engineers joined the platform team in spring.")
+    assert not holds("How many engineers joined the team?", "Engineers joined the platform team in spring.")
 
 
-def test_a_count_of_something_else_qualified_does_not_answer() -> None:
-    # 60 *US* diplomats do not answer for British or Russian ones …
-    assert not holds("How many British diplomats did Russia expel?", US_EXPULSION)
-    assert not holds("How many Russian diplomats did the United States expel?", US_EXPULSION)
-    # … but an unqualified mention of the noun still may ("an unknown number of envoys")
-    assert holds("How many American envoys is Moscow sending home?", US_EXPULSION)
+def test_a_month_or_a_nationality_is_not_a_person() -> None:
+    assert not holds("Who approved the budget?", "The budget was approved by the board in March.")
+    assert holds("Who approved the budget?", "The budget was approved by Priya Raman in March.")
+    assert not holds("Who signed the treaty?", "The treaty was signed by several French delegates.")
 
 
-def test_counts_of_things_may_name_them_otherwise() -> None:
-    assert holds("How many people lived in the colonies?", "The colonies had a population of roughly 60,000 settlers.")
-    assert holds("How many nations kicked out Russian diplomats?", "27 countries have ejected over 150 Russian diplomats.")
+def test_a_reason_needs_a_because() -> None:
+    assert holds("Why was the launch delayed?", "The launch was delayed because a supplier missed a deadline.")
+    assert not holds("Why was the launch delayed?", "The launch took place on a Tuesday.")
 
 
-def test_a_calendar_date_is_more_than_a_weekday() -> None:
-    assert holds("When did Russia announce the expulsion?", US_EXPULSION)
-    assert not holds("What is the exact calendar date on which Russia announced the expulsion?", US_EXPULSION)
-    assert holds("On what date did Russia announce the expulsion?", "Russia announced on 29 March 2018 that it would expel them.")
-    assert not holds("In what year did the crisis begin?", "The crisis began on a Thursday.")
-    assert holds("In what year did the crisis begin?", "The crisis began in October 1973.")
+def test_countries_their_short_forms_and_adjectives_are_one_key() -> None:
+    lex = lexicon()
+    keys = {lex.tokens(text)[0] for text in ("US", "U.S.", "American", "America", "United States of America", "USA")}
+    assert keys == {"country:us"}
+    assert lex.tokens("British")[0] == lex.tokens("UK")[0] == "country:gb"
+    assert lex.tokens("tell us")[1] == "us"  # the pronoun is not the country
 
 
-def test_a_name_must_be_given_next_to_the_thing_named() -> None:
-    # "in Moscow" says where the agency is and "Russian" describes the lawmaker: neither names the agency
-    assert not holds("What is the name of the news agency Dzhabarov spoke to?", AGENCY)
-    assert holds("What is the name of the news agency Dzhabarov spoke to?", "Dzhabarov told the news agency Interfax that it was a plot.")
+def test_number_names_and_digits_are_one_key() -> None:
+    lex = lexicon()
+    assert lex.tokens("sixty")[0] == lex.tokens("60")[0] == "num:60"
+    assert lex.tokens("$1,200")[0] == "num:1200"
 
 
-def test_a_question_about_what_is_not_so_needs_a_sentence_that_says_not() -> None:
-    assert wanted("Where wasn't the war fought?").negated
-    assert wanted("Which American leader has not yet spoken out publicly against Putin?").negated
-    assert not wanted("Can the problem be solved whether or not it is decidable?").negated
+def test_months_come_from_the_calendar_and_only_when_capitalised() -> None:
+    lex = lexicon()
+    assert lex.tokens("March")[0] == lex.tokens("Mar.")[0] == "month:3"
+    assert lex.tokens("they march on")[1] == "march"
 
 
-def test_numbers_the_question_states_must_be_repeated() -> None:
-    want = wanted("What did the price of oil rise to in 1979?")
-    assert want.repeats_numbers("In 1979 the price of oil rose to $39.50.")
-    assert not want.repeats_numbers("In 1973 the price of oil rose to $12.")
-    assert wanted("Why did British operations fail in 1755, 56, 57?").repeats_numbers(
-        "British operations in 1755, 1756 and 1757 all failed."
-    )
+def test_negative_verbs_say_something_is_not_so() -> None:
+    lex = lexicon()
 
+    def negates(text: str) -> bool:
+        tokens = lex.tokens(text)
+        from qa.retrieve import _stemmer
 
-def test_a_percentage_is_not_answered_by_a_year() -> None:
-    assert not holds("What percentage of people died in Central Asia?", "The plague reached Crimea by 1343.")
-    assert holds("What percentage of people died in Europe?", "The plague killed 30–60% of Europe's population.")
+        return lex.negates(tokens, list(_stemmer().stemWords(tokens)))
+
+    assert negates("The company denied the report.")
+    assert negates("She refused to comment.")
+    assert negates("It wasn't ready.")
+    assert not negates("The company confirmed the report.")

@@ -1,12 +1,16 @@
-"""Acceptance on eval/gold.jsonl, offline: retrieval, answers, abstentions and exact quotes."""
+"""Acceptance on eval/gold.jsonl, offline: retrieval, answers and abstentions on its test half, exact quotes on all of it."""
 
 from __future__ import annotations
 
+import json
+
+from conftest import GOLD as GOLD_PATH
 from conftest import SEED_FILE, load_gold
 
 from qa.text import normalize
 
 GOLD = load_gold()
+TEST_IDS = set(json.loads((GOLD_PATH.parent / "split.json").read_text(encoding="utf-8"))["test"])
 SOURCE = SEED_FILE.read_text(encoding="utf-8")
 
 
@@ -18,8 +22,9 @@ def _run(engine):  # type: ignore[no-untyped-def]
     return out
 
 
-def test_gold_set_meets_the_acceptance_bar(shared_seed_engine) -> None:  # type: ignore[no-untyped-def]
-    results = _run(shared_seed_engine)
+def test_gold_test_half_meets_the_acceptance_bar(shared_seed_engine) -> None:  # type: ignore[no-untyped-def]
+    # The test half was never fitted on (eval/README.md); the floors are the Makefile's EVAL_GATE.
+    results = [(i, a) for i, a in _run(shared_seed_engine) if i["id"] in TEST_IDS]
     answerable = [(i, a) for i, a in results if i["answerable"]]
     unanswerable = [(i, a) for i, a in results if not i["answerable"]]
     hits = sum(
@@ -38,9 +43,9 @@ def test_gold_set_meets_the_acceptance_bar(shared_seed_engine) -> None:  # type:
     }
     print(figures)
     assert figures["hit@5"] >= 0.95, figures
-    assert figures["contains"] >= 0.90, figures
-    assert figures["abstain_recall"] >= 0.75, figures
-    assert figures["false_abstain"] <= 0.10, figures
+    assert figures["contains"] >= 0.96, figures
+    assert figures["abstain_recall"] >= 0.25, figures
+    assert figures["false_abstain"] <= 0.04, figures
 
 
 def test_every_citation_quotes_the_source_at_its_offsets(shared_seed_engine) -> None:  # type: ignore[no-untyped-def]

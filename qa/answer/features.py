@@ -1,0 +1,256 @@
+"""What the answerability model sees of each candidate sentence: retrieval, coverage, answer-type and alignment features.
+
+The same code builds the rows `make train` fits on and the rows the answerer scores, so a feature
+means one thing in both. Names are in `FEATURES`; the fitted artifact records them and refuses to
+load against a different list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from qa.answer.lexicon import Lexicon, lexicon
+from qa.answer.qtype import STRICT_KINDS, has_answer_type, question_type
+from qa.text import STOPWORDS
+
+if TYPE_CHECKING:
+    from qa.retrieve import Corpus, Retrieval
+
+FEATURES = (
+    "dense",  # cosine of question and sentence (MiniLM)
+    "dense_gap",  # dense minus the best candidate's
+    "dense_rank",  # 1 / (1 + rank by dense)
+    "bm25",  # the sentence's BM25 score over the best in the corpus
+    "chunk_score",  # the passage's fused retrieval score over the top passage's
+    "chunk_rank",  # 1 / (1 + the passage's rank)
+    "coverage",  # idf-weighted share of the question's terms in the sentence (and its document title)
+    "coverage_window",  # ... in the sentence and its neighbours
+    "coverage_chunk",  # ... anywhere in the passage
+    "missing_idf",  # the rarest question term the sentence's window lacks (idf over the corpus maximum)
+    "unseen_terms",  # idf-weighted share of question terms found in no retrieved passage
+    "entity_coverage",  # share of the question's names and numbers in the window (1 when it has none)
+    "entity_unseen",  # share of the question's names and numbers in no retrieved passage
+    "typed",  # the sentence holds something of the kind asked for that the question doesn't state
+    "typed_strict",  # typed, for a question that wants a name, number, date or place
+    "strict_kind",  # the question wants a name, number, date or place
+    "novelty",  # share of the sentence's terms the question doesn't have
+    "numbers_repeated",  # share of the question's numbers the sentence states (1 when it has none)
+    "negation_missing",  # the question asks what is not so; the sentence negates nothing
+    "negation_both",  # both negate
+    "length",  # log word count
+    "first_in_passage",
+    "best_coverage",  # the best coverage of any candidate
+    "best_dense",  # the best dense similarity of any candidate
+    "dense_x_coverage",
+    "country_conflict",  # the question names a country the window lacks, and the sentence names another
+    "count_noun_missing",  # "how many/much NOUN": the window lacks the noun
+    "calendar_missing",  # the question asks for a date or year; the sentence has no month or number
+    "percent_missing",  # the question asks for a percentage; the sentence gives none
+)
+
+_COUNTED = re.compile(r"\bhow (?:many|much)\s+(?:of\s+the\s+)?((?:[\w’'\-]+\s*){1,3})", re.IGNORECASE)
+_CALENDAR_ASKED = re.compile(r"\b(?:date|year)\b", re.IGNORECASE)
+_PERCENT_ASKED = re.compile(r"\b(?:percentage|percent|proportion|share|fraction)\b", re.IGNORECASE)
+_PERCENT_GIVEN = re.compile(r"%|\bper ?cent\b|\bhalf\b|\bthird\b|\bquarter\b", re.IGNORECASE)
+
+_NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing", "nobody", "nowhere", "without"})
+_NEAR = 1  # sentences either side that make a sentence's window
+
+
+def _key(token: str, stem: dict[str, str], stemmer: object) -> str:
+    if ":" in token:
+        return token
+    got = stem.get(token)
+    if got is None:
+        got = stem[token] = stemmer.stemWord(token)  # type: ignore[attr-defined]
+        if len(stem) > 200_000:
+            stem.clear()
+    return got
+
+
+@dataclass
+class QuestionView:
+    """A question as the features see it: weighted term keys, names and numbers, what it asks for."""
+
+    text: str
+    kind: str
+    weights: dict[str, float]
+    entities: frozenset[str]
+    numbers: frozenset[str]
+    negated: bool
+    words: frozenset[str]
+    max_idf: float
+    countries: frozenset[str] = frozenset()
+    counted: str | None = None
+    calendar: bool = False
+    percent: bool = False
+
+
+@dataclass
+class Candidate:
+    """One sentence of a retrieved passage, its features and (once scored) its probability of answering."""
+
+    chunk: int
+    index: int
+    text: str
+    features: np.ndarray
+    dense: float
+    score: float = 0.0
+
+
+@dataclass
+class Featurizer:
+    """Builds feature rows; holds the stemmer and a stem cache."""
+
+    lex: Lexicon = field(default_factory=lexicon)
+    _stems: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from qa.retrieve import _stemmer
+
+        self._stemmer = _stemmer()
+
+    def keys(self, text: str) -> list[str]:
+        """Content term keys of `text`: stems, or a shared key for a country, number or month."""
+        return [_key(t, self._stems, self._stemmer) for t in self.lex.tokens(text) if t not in STOPWORDS]
+
+    def question(self, question: str, context: str, corpus: Corpus) -> QuestionView:
+        n = max(len(corpus.sentence_owner), 1)
+        max_idf = math.log(1 + (n + 0.5) / 0.5)
+        weights: dict[str, float] = {}
+        for text, factor in ((question, 1.0), (context, 0.5)):
+            for token in self.lex.tokens(text):
+                if token in STOPWORDS:
+                    continue
+                key = _key(token, self._stems, self._stemmer)
+                df = corpus.doc_freq.get(key, 0) if ":" not in key else max(corpus.doc_freq.get(token.split(":")[1], 0), n // 100)
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                weights[key] = max(weights.get(key, 0.0), factor * idf)
+        pairs = self.lex.pairs(question)
+        raw = [key for _, key in pairs]
+        entities = set()
+        for i, (original, token) in enumerate(pairs):
+            if token in STOPWORDS:
+                continue
+            if ":" in token or (original[:1].isupper() and i > 0):
+                entities.add(_key(token, self._stems, self._stemmer))
+        numbers = frozenset(t for t in raw if t.startswith("num:"))
+        negated = any(t in _NEGATORS or t.endswith("n't") for t in raw)
+        counted = _COUNTED.search(question)
+        counted_key = None
+        if counted:  # the counted noun: the first lower-case word that is neither a stop word nor a country or number
+            noun = next((k for w, k in self.lex.pairs(counted.group(1)) if w.islower() and ":" not in k and k not in STOPWORDS), None)
+            counted_key = _key(noun, self._stems, self._stemmer) if noun else None
+        return QuestionView(
+            countries=frozenset(t for t in raw if t.startswith("country:")),
+            counted=counted_key,
+            calendar=_CALENDAR_ASKED.search(question) is not None and question_type(question) == "date",
+            percent=_PERCENT_ASKED.search(question) is not None and question_type(question) == "number",
+            text=question,
+            kind=question_type(question),
+            weights=weights,
+            entities=frozenset(entities),
+            numbers=numbers,
+            negated=negated,
+            words=frozenset(w.lower() for w in raw),
+            max_idf=max_idf,
+        )
+
+    def candidates(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> list[Candidate]:
+        """Every sentence of the retrieved passages, with its feature row."""
+        if not retrieval.sentences:
+            return []
+        q = self.question(question, context, corpus)
+        total = sum(q.weights.values()) or 1.0
+        chunk_pos = {corpus.position[c.id]: r for r, c in enumerate(retrieval.chunks)}
+        chunk_score = dict(zip(chunk_pos, retrieval.chunk_scores))
+        top_chunk = max(retrieval.chunk_scores, default=1.0) or 1.0
+        bm25_max = retrieval.bm25_max or 1.0
+        sentence_keys: dict[tuple[int, int], frozenset[str]] = {}
+        sentence_tokens: dict[tuple[int, int], list[str]] = {}
+        texts: dict[tuple[int, int], str] = {}
+        title_keys: dict[int, frozenset[str]] = {}
+        for ci in chunk_pos:
+            chunk = corpus.chunks[ci]
+            title_keys[ci] = frozenset(self.keys(chunk.title))
+            for si, text in enumerate(chunk.sentence_texts()):
+                tokens = self.lex.tokens(text)
+                texts[(ci, si)] = text
+                sentence_tokens[(ci, si)] = tokens
+                sentence_keys[(ci, si)] = frozenset(_key(t, self._stems, self._stemmer) for t in tokens if t not in STOPWORDS)
+        chunk_keys = {ci: frozenset().union(*(v for (c, _), v in sentence_keys.items() if c == ci)) | title_keys[ci] for ci in chunk_pos}
+        everywhere = frozenset().union(*chunk_keys.values())
+        unseen = sum(w for t, w in q.weights.items() if t not in everywhere) / total
+        entity_unseen = len(q.entities - everywhere) / len(q.entities) if q.entities else 0.0
+
+        def cover(keys: frozenset[str]) -> float:
+            return sum(w for t, w in q.weights.items() if t in keys) / total
+
+        scores = retrieval.sentences
+        dense_order = sorted(scores, key=lambda k: -scores[k].dense)
+        dense_rank = {k: r for r, k in enumerate(dense_order)}
+        best_dense = scores[dense_order[0]].dense
+        rows: list[tuple[tuple[int, int], list[float]]] = []
+        for (ci, si), s in scores.items():
+            if (ci, si) not in sentence_keys:
+                continue
+            keys = sentence_keys[(ci, si)] | title_keys[ci]
+            window = keys.union(*(sentence_keys.get((ci, j), frozenset()) for j in range(si - _NEAR, si + _NEAR + 1)))
+            missing = [w for t, w in q.weights.items() if t not in window]
+            tokens = sentence_tokens[(ci, si)]
+            text = texts[(ci, si)]
+            typed = float(has_answer_type(q.kind, text, set(q.words)))
+            strict = float(q.kind in STRICT_KINDS)
+            numbers = len(q.numbers & keys) / len(q.numbers) if q.numbers else 1.0
+            negates = self.lex.negates(tokens, [_key(t, self._stems, self._stemmer) for t in tokens])
+            novelty = len(keys - q.weights.keys()) / max(len(keys), 1)
+            coverage = cover(keys)
+            rows.append(
+                (
+                    (ci, si),
+                    [
+                        s.dense,
+                        s.dense - best_dense,
+                        1.0 / (1 + dense_rank[(ci, si)]),
+                        s.bm25 / bm25_max,
+                        chunk_score.get(ci, 0.0) / top_chunk,
+                        1.0 / (1 + chunk_pos[ci]),
+                        coverage,
+                        cover(window),
+                        cover(chunk_keys[ci]),
+                        max(missing, default=0.0) / q.max_idf,
+                        unseen,
+                        len(q.entities & window) / len(q.entities) if q.entities else 1.0,
+                        entity_unseen,
+                        typed,
+                        typed * strict,
+                        strict,
+                        novelty,
+                        numbers,
+                        float(q.negated and not negates),
+                        float(q.negated and negates),
+                        math.log1p(len(tokens)),
+                        float(si == 0),
+                        0.0,
+                        best_dense,
+                        s.dense * coverage,
+                        float(bool(q.countries - window) and any(k.startswith("country:") and k not in q.countries for k in keys)),
+                        float(q.counted is not None and q.counted not in window),
+                        float(q.calendar and not any(k.startswith(("month:", "num:")) for k in keys)),
+                        float(q.percent and _PERCENT_GIVEN.search(text) is None),
+                    ],
+                )
+            )
+        if not rows:
+            return []
+        matrix = np.array([r for _, r in rows], dtype=np.float64)
+        matrix[:, FEATURES.index("best_coverage")] = matrix[:, FEATURES.index("coverage")].max()
+        return [
+            Candidate(ci, si, texts[(ci, si)], matrix[i], scores[(ci, si)].dense) for i, ((ci, si), _) in enumerate(rows)
+        ]

@@ -1,0 +1,124 @@
+"""Word knowledge the answerer needs, from data files with a stated source and from the standard library.
+
+- countries, their short forms and adjectives (`data/countries.tsv`): "U.S.", "American" and "US" are one key;
+- number names (`data/number_words.tsv`): "sixty" and "60" are one key;
+- month and weekday names (Python's `calendar`, English names in the C locale);
+- negators and negative verbs (`data/negation.txt`): "denied" says something is not so.
+"""
+
+from __future__ import annotations
+
+import calendar
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.text import _QUOTES, STOPWORDS
+
+DATA = Path(__file__).with_name("data")
+_WORD = re.compile(r"\$?\d[\d,]*(?:\.\d+)?%?|[^\W\d_]+(?:['’][^\W\d_]+)*", re.UNICODE)
+
+
+def _rows(name: str) -> list[list[str]]:
+    lines = (DATA / name).read_text(encoding="utf-8").splitlines()
+    return [line.split("\t") for line in lines if line.strip() and not line.startswith("#")]
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Lookup tables built once from the data files."""
+
+    phrases: re.Pattern[str]  # multi-word or dotted country names, matched before tokenising
+    phrase_key: dict[str, str]
+    country_word: dict[str, str]  # lower-case single-word name or adjective -> key
+    upper_word: dict[str, str]  # abbreviations that count only in upper case ("US", "UK")
+    numbers: dict[str, str]
+    weekdays: frozenset[str]
+    negators: frozenset[str]
+
+    def tokens(self, text: str) -> list[str]:
+        """Word tokens of `text` with countries, number names and months reduced to one key each.
+
+        Keys look like `country:us`, `num:60`, `month:3`; other words are lower case as written.
+        """
+        return [key for _, key in self.pairs(text)]
+
+    def pairs(self, text: str) -> list[tuple[str, str]]:
+        """`(as written, key)` for every word token of `text`."""
+        out: list[tuple[str, str]] = []
+        at = 0
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+        for m in self.phrases.finditer(text):
+            out += self._words(text[at : m.start()])
+            out.append((m.group(), self.phrase_key[m.group().lower()]))
+            at = m.end()
+        out += self._words(text[at:])
+        return out
+
+    def _words(self, text: str) -> list[tuple[str, str]]:
+        out = []
+        for raw in _WORD.findall(text):
+            low = raw.lower()
+            if raw in self.upper_word:
+                key = self.upper_word[raw]
+            elif low in self.country_word and (raw[:1].isupper() or low not in STOPWORDS):
+                key = self.country_word[low]
+            elif low in self.numbers:
+                key = "num:" + self.numbers[low]
+            elif raw[:1].isdigit() or raw[:1] == "$":
+                key = "num:" + low.strip("$%").replace(",", "")
+            elif raw[:1].isupper() and low.rstrip(".") in _MONTH_FORMS:
+                key = "month:" + str(_MONTH_FORMS[low.rstrip(".")])
+            else:
+                key = low
+            out.append((raw, key))
+        return out
+
+    def is_month_or_day(self, word: str) -> bool:
+        low = word.lower().strip(".")
+        return low in _MONTH_FORMS or low in self.weekdays
+
+    def negates(self, tokens: list[str], stems: list[str]) -> bool:
+        """Does a sentence with these tokens (and their stems) say something is not so?"""
+        return any(t.endswith("n't") or t in self.negators for t in tokens) or any(s in self.negators for s in stems)
+
+
+_MONTH_FORMS: dict[str, int] = {}
+for _i in range(1, 13):
+    _MONTH_FORMS[calendar.month_name[_i].lower()] = _i
+    _MONTH_FORMS[calendar.month_abbr[_i].lower()] = _i
+_MONTH_FORMS["sept"] = 9
+
+
+@functools.lru_cache(maxsize=1)
+def lexicon() -> Lexicon:
+    from qa.retrieve import _stemmer
+
+    stemmer = _stemmer()
+    phrase_key: dict[str, str] = {}
+    country_word: dict[str, str] = {}
+    upper_word: dict[str, str] = {}
+    for key, names, adjectives in _rows("countries.tsv"):
+        for form in names.split("|") + adjectives.split("|"):
+            value = "country:" + key
+            if " " in form or "." in form:
+                phrase_key[form.lower()] = value
+            elif form.isupper():
+                upper_word[form] = value
+            else:
+                country_word[form.lower()] = value
+    ordered = sorted(phrase_key, key=len, reverse=True)
+    phrases = re.compile(r"(?<![\w.])(?:" + "|".join(re.escape(p) for p in ordered) + r")(?![\w])", re.IGNORECASE)
+    numbers = {word: value for word, value in _rows("number_words.tsv")}
+    negators = frozenset(w for (w,) in _rows("negation.txt")) | frozenset(stemmer.stemWord(w) for (w,) in _rows("negation.txt"))
+    return Lexicon(
+        phrases=phrases,
+        phrase_key=phrase_key,
+        country_word=country_word,
+        upper_word=upper_word,
+        numbers=numbers,
+        weekdays=frozenset(calendar.day_name[i].lower() for i in range(7)) | frozenset(calendar.day_abbr[i].lower() for i in range(7)),
+        negators=negators,
+    )

@@ -1,0 +1,101 @@
+"""The fitted answerability artifact: a logistic regression over `FEATURES`, its threshold, and the follow-up decision.
+
+`make train` (`python -m qa.answer.train`) rebuilds `answerability.json` from the fitting data
+only; its sha256 is checked before use, as the bundled model's is, so an edited or stale file is
+refused with the command that rebuilds it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.errors import ConfigError
+
+ARTIFACT = Path(__file__).with_name("answerability.json")
+ARTIFACT_SHA256 = "0b12da24f9c8ac25b7e014332c699e5abd8736f69dba005c06c32ea2b2673ac3"
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """A standardised logistic regression: p = sigmoid(((x - mean) / scale) · coef + intercept)."""
+
+    features: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Logistic:
+        return cls(
+            features=tuple(data["features"]),
+            mean=np.asarray(data["mean"], dtype=np.float64),
+            scale=np.asarray(data["scale"], dtype=np.float64),
+            coef=np.asarray(data["coef"], dtype=np.float64),
+            intercept=float(data["intercept"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "mean": [round(float(v), 6) for v in self.mean],
+            "scale": [round(float(v), 6) for v in self.scale],
+            "coef": [round(float(v), 6) for v in self.coef],
+            "intercept": round(float(self.intercept), 6),
+        }
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        z = ((rows - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What `make train` fitted: the sentence scorer, its abstention threshold, and the follow-up decision."""
+
+    answer: Logistic
+    threshold: float
+    follow_up: Logistic
+    follow_up_threshold: float
+    meta: dict[str, Any]
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def load_artifact(path: Path = ARTIFACT, expected: str | None = None) -> Artifact:
+    """Read and check the artifact; a missing, altered or mismatched one is a ConfigError saying how to rebuild it."""
+    from qa.answer.features import FEATURES
+    from qa.answer.followup import FOLLOW_UP_FEATURES
+
+    expected = ARTIFACT_SHA256 if expected is None else expected
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"The answerability model {path} is missing ({exc.strerror}). Run `make train` to build it.") from exc
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != expected:
+        raise ConfigError(
+            f"The answerability model {path} has sha256 {digest[:12]}…, expected {expected[:12]}…; "
+            "it was changed or rebuilt differently. Restore it from git or run `make train`."
+        )
+    data = json.loads(raw)
+    artifact = Artifact(
+        answer=Logistic.from_dict(data["answer"]),
+        threshold=float(data["threshold"]),
+        follow_up=Logistic.from_dict(data["follow_up"]),
+        follow_up_threshold=float(data["follow_up_threshold"]),
+        meta=data.get("meta", {}),
+    )
+    if artifact.answer.features != FEATURES or artifact.follow_up.features != FOLLOW_UP_FEATURES:
+        raise ConfigError(f"The answerability model {path} was fitted on other features than this code computes. Run `make train`.")
+    return artifact

@@ -1,0 +1,134 @@
+"""The fitted answerability score and follow-up decision, as a user meets them: answers, abstentions, follow-ups, a checked artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qa import Engine, Settings
+from qa.answer.model import ARTIFACT, ARTIFACT_SHA256, load_artifact
+from qa.engine import follow_up_context
+from qa.errors import ConfigError
+
+BAKERY = """# Rosewood Bakery: staff handbook
+
+Rosewood Bakery opens at 6:30 every weekday and at 8:00 on Saturdays. It is closed on Sundays.
+
+The head baker is Tomasz Nowak, who joined the bakery in 2016. Orders for wedding cakes go to him at least three weeks ahead.
+
+Staff get a 30% discount on bread and pastries. Uniforms are washed by the bakery every Friday.
+"""
+
+
+@pytest.fixture(scope="module")
+def bakery(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    root = tmp_path_factory.mktemp("bakery")
+    (root / "docs").mkdir()
+    (root / "docs" / "handbook.md").write_text(BAKERY, encoding="utf-8")
+    engine = Engine(Settings(data_dir=root / ".qa", seeds_dir=root / "docs", _env_file=None))
+    engine.ingest(root / "docs")
+    return engine
+
+
+def test_an_answered_question_quotes_the_sentence_that_answers_it(bakery: Engine) -> None:
+    answer = bakery.ask("Who is the head baker?")
+    assert not answer.abstained and "Tomasz Nowak" in answer.text
+    assert answer.confidence is not None and answer.confidence >= load_artifact().threshold
+    from qa.readers import read_document
+
+    source = read_document(bakery.settings.seeds_dir / "handbook.md").text  # the stored text citations point into
+    for c in answer.citations:
+        assert source[c.start : c.end] == c.quote
+
+
+def test_a_question_the_documents_do_not_cover_is_abstained_with_a_low_score(bakery: Engine) -> None:
+    answer = bakery.ask("How many weeks of parental leave do employees get?")
+    assert answer.abstained and answer.citations == []
+    assert answer.confidence is not None and answer.confidence < load_artifact().threshold
+
+
+def test_the_score_ranks_a_covered_question_above_an_uncovered_one(bakery: Engine) -> None:
+    covered = bakery.ask("What discount do staff get on bread?").confidence
+    uncovered = bakery.ask("What is the bakery's policy on remote work?").confidence
+    assert covered is not None and uncovered is not None and covered > uncovered
+
+
+def test_a_follow_up_leans_on_the_previous_question_and_a_new_topic_does_not() -> None:
+    history = [{"role": "user", "content": "Who is the head baker?"}, {"role": "assistant", "content": "Tomasz Nowak [1]"}]
+    assert follow_up_context("When did he join?", history) == "Who is the head baker?"
+    assert follow_up_context("And on Saturdays?", ["When does the bakery open?"]) == "When does the bakery open?"
+    assert follow_up_context("What is the capital of Portugal?", history) == ""
+    assert follow_up_context("When did Tomasz Nowak join the bakery?", history) == ""
+    assert follow_up_context("When did he join?", []) == ""
+
+
+def test_a_follow_up_of_a_follow_up_reaches_back_to_the_question_that_stood_alone() -> None:
+    turns = ["Who is the head baker?", "When did he join?", "What does he handle?"]
+    assert follow_up_context(turns[2], turns[:2]) == "Who is the head baker? When did he join?"
+
+
+def test_follow_ups_are_answered_from_the_earlier_question(bakery: Engine) -> None:
+    history = [{"role": "user", "content": "Who is the head baker?"}, {"role": "assistant", "content": "Tomasz Nowak [1]"}]
+    answer = bakery.ask("When did he join?", history=history)
+    assert "2016" in answer.text and answer.retrieval_query.startswith("Who is the head baker?")
+
+
+def test_an_altered_artifact_is_refused_with_the_command_that_rebuilds_it(tmp_path: Path) -> None:
+    altered = tmp_path / "answerability.json"
+    data = json.loads(ARTIFACT.read_text(encoding="utf-8"))
+    data["threshold"] = 0.0
+    altered.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ConfigError, match="make train"):
+        load_artifact(altered, ARTIFACT_SHA256)
+    with pytest.raises(ConfigError, match="missing.*make train"):
+        load_artifact(tmp_path / "nowhere.json", ARTIFACT_SHA256)
+
+
+def test_the_shipped_artifact_passes_its_check_and_says_what_it_was_fitted_on() -> None:
+    artifact = load_artifact()
+    assert 0.0 < artifact.threshold < 1.0
+    fitted = artifact.meta["fitting_data"]
+    assert set(fitted) == {"squad2-train-19", "gold_dev_half", "written_for_fitting", "follow_ups"}
+    assert "CC BY-SA" in artifact.meta["licence"]
+
+
+def test_make_train_builds_the_same_bytes_twice(tmp_path: Path) -> None:
+    """Deterministic: two runs over the same (small, written-here) fitting data write identical artifacts."""
+    from qa.answer.train import main
+
+    squad = tmp_path / "squad"
+    (squad / "corpus").mkdir(parents=True)
+    (squad / "corpus" / "Bakery.txt").write_text(BAKERY, encoding="utf-8")
+    (squad / "corpus" / "Harbour.txt").write_text(
+        "The harbour was built in 1850 by the town council.\n\nIts lighthouse is 40 metres tall and was painted red in 1990.\n",
+        encoding="utf-8",
+    )
+    questions = [
+        ("Who is the head baker?", ["Tomasz Nowak"], "The head baker is Tomasz Nowak, who joined the bakery in 2016."),
+        ("When does the bakery open on Saturdays?", ["8:00"], "Rosewood Bakery opens at 6:30 every weekday and at 8:00 on Saturdays."),
+        ("How tall is the lighthouse?", ["40 metres"], "Its lighthouse is 40 metres tall and was painted red in 1990."),
+        ("Who built the harbour?", ["the town council"], "The harbour was built in 1850 by the town council."),
+        ("Who painted the lighthouse blue?", [], ""),
+        ("What discount do customers get on cakes?", [], ""),
+    ]
+    with (squad / "gold.jsonl").open("w", encoding="utf-8") as fh:
+        for i, (q, answers, evidence) in enumerate(questions):
+            fh.write(json.dumps({"id": f"t{i}", "question": q, "answers": answers, "answerable": bool(answers), "evidence": [evidence] if evidence else []}) + "\n")
+    seeds = Path(__file__).resolve().parent.parent / "seeds"
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / f"{run}.json"
+        assert main(["--out", str(out), "--work", str(tmp_path / f"work-{run}"), "--squad", str(squad), "--seeds", str(seeds)]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+    assert json.loads(outs[0])["meta"]["fitting_data"]["squad2-train-19"]["questions"] == len(questions)
+
+
+def test_a_store_copied_elsewhere_still_answers_with_the_same_scores(bakery: Engine, tmp_path: Path) -> None:
+    shutil.copytree(bakery.settings.data_dir, tmp_path / ".qa")
+    copy = Engine(bakery.settings.model_copy(update={"data_dir": tmp_path / ".qa"}))
+    question = "What discount do staff get on bread?"
+    assert copy.ask(question).confidence == bakery.ask(question).confidence
