@@ -208,6 +208,8 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
             "history_answers": replayed,
             "mode": answer.mode if answer else mode,
             "notice": answer.notice if answer else None,
+            "grounded": answer.grounded if answer else None,
+            "unsupported_sentences": [u.to_dict() for u in answer.unsupported_sentences] if answer else [],
             "error": error,
             "metrics": metrics,
             "timings": {**(answer.timings if answer else {}), "latency_ms": round(latency, 2)},
@@ -218,7 +220,19 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
     run.summary = summarize(run.records, mode=mode)
     run.summary["llm_fallbacks"] = sum(1 for r in run.records if r["notice"])
     run.summary["errors"] = sum(1 for r in run.records if r["error"])
+    run.summary.update(grounding_summary(run.records))
     return run
+
+
+def grounding_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Of the answers that are not abstentions: the share flagged ungrounded, and the share with any sentence flagged."""
+    answers = [r for r in records if r.get("grounded") is not None and not r["abstained"]]
+    if not answers:
+        return {"ungrounded_share": None, "flagged_share": None}
+    return {
+        "ungrounded_share": round(sum(1 for r in answers if not r["grounded"]) / len(answers), 4),
+        "flagged_share": round(sum(1 for r in answers if not r["grounded"] or r["unsupported_sentences"]) / len(answers), 4),
+    }
 
 
 # -- LLM-judged metrics ------------------------------------------------------------------------
@@ -266,7 +280,7 @@ def judge_run(run: Run, settings: Settings, *, progress: bool) -> None:
         except Exception as exc:  # one bad judge reply must not sink a long run
             metrics["judge_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     mode = run.summary["mode"]
-    extra: dict[str, Any] = {key: run.summary[key] for key in ("llm_fallbacks", "errors") if key in run.summary}
+    extra: dict[str, Any] = {key: run.summary[key] for key in ("llm_fallbacks", "errors", "ungrounded_share", "flagged_share") if key in run.summary}
     run.summary = {**summarize(run.records, mode=mode), **extra, "judge_model": settings.llm_model}
 
 
