@@ -435,6 +435,7 @@ _DEFINITIONS = """\
 - **accuracy**: answerable items with answer_contains, plus unanswerable items abstained on, over all items.
 - **latency_p50_ms**, **latency_p95_ms**: wall time of each item's own question (a follow-up's history replay excluded).
 - **llm_correctness** (when an LLM is configured): answerable items the judge scores ≥ 4 of 5 against the accepted answers (llama-index `CorrectnessEvaluator`; abstaining scores 1); **llm_correctness_score** is the mean score. **llm_faithfulness**: answers with citations the judge finds supported by the cited passages (`FaithfulnessEvaluator`).
+- **ungrounded_share**: answers (abstentions excluded) flagged `grounded=False`; **flagged_share**: those with any sentence in `unsupported_sentences` or ungrounded (LLM mode; extractive answers only quote).
 - Matching ignores case, whitespace and typographic quotes."""
 
 

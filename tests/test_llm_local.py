@@ -133,7 +133,8 @@ def test_server_stopped_mid_stream_ends_with_the_extractive_answer(seed_data_dir
         for item in engine.stream("Summarise everything the documents say about the diplomats, in detail."):
             items.append(item)
             if len(items) == 1:
-                server.stop()  # the first delta has arrived: pull the plug
+                assert server.process is not None
+                server.process.kill()  # the first delta has arrived: the server dies mid-stream
     final = items[-1]
     assert isinstance(final, Answer) and len(items) >= 2
     assert final.mode == "extractive" and final.notice
