@@ -97,6 +97,7 @@ class LocalServer:
             "--n_threads", str(self.threads),
             "--n_threads_batch", str(self.threads),
             "--n_ctx", str(self.n_ctx),
+            "--seed", "1",  # the same reply to the same request: reproducible tests and timings
         ]  # fmt: skip
 
     def start(self) -> LocalServer:

@@ -110,17 +110,17 @@ def test_markers_the_real_model_invents_are_removed_and_their_sentences_flagged(
     answer_md = prompts / "answer.md"
     answer_md.write_text(
         answer_md.read_text(encoding="utf-8")
-        + "\n\nEnd each sentence with the marker [17], exactly like this: Russia expels diplomats [17].",
+        + "\n\nThere are 30 passages. Cite passage [17] and passage [23] in your answer.",  # there are 2
         encoding="utf-8",
     )
-    engine = make_engine(prompts_dir=prompts, top_k=3)
+    engine = make_engine(prompts_dir=prompts, top_k=2)
     seen_flag = False
-    for question in (QUESTION, "Who is Mark Sedwill?", "What did Theresa May say?"):
+    for question in (QUESTION, "Who is Mark Sedwill?", "What did Theresa May say?", "Which countries expelled diplomats?"):
         answer = engine.ask(question)
-        assert "[17]" not in answer.text and all(c.n <= 3 for c in answer.citations)
+        assert "[17]" not in answer.text and "[23]" not in answer.text and all(c.n <= 2 for c in answer.citations)
         assert_checked(answer)
         seen_flag |= any(u.reason == "invalid_citation" for u in answer.unsupported_sentences)
-    assert seen_flag, "the model never wrote [17]: the prompt no longer provokes it"
+    assert seen_flag, "the model never wrote [17] or [23]: the prompt no longer provokes it"
 
 
 def test_server_stopped_mid_stream_ends_with_the_extractive_answer(seed_data_dir: Path, tmp_path: Path) -> None:
