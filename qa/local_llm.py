@@ -98,6 +98,7 @@ class LocalServer:
             "--n_threads_batch", str(self.threads),
             "--n_ctx", str(self.n_ctx),
             "--seed", "1",  # the same reply to the same request: reproducible tests and timings
+            "--interrupt_requests", "False",  # by default a new request cuts off the one streaming: queue them instead
         ]  # fmt: skip
 
     def start(self) -> LocalServer:
