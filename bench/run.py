@@ -311,6 +311,7 @@ def main() -> None:
     parser.add_argument("--baseline-reingest-max", type=int, default=20_000,
                         help="above this many chunks the baseline's re-ingest is taken as equal to its first ingest")
     parser.add_argument("--profile", action="store_true", help="cProfile the queries (bench/work/profile-*.txt)")
+    parser.add_argument("--no-readers", dest="readers", action="store_false", help="skip the per-format ingest (bench/readers.py)")
     args = parser.parse_args()
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     WORK.mkdir(parents=True, exist_ok=True)
@@ -338,9 +339,17 @@ def main() -> None:
     extra["llm"] = task("llm", data=data, questions=c.questions, n=50)
     if args.server:
         extra["server"] = bench_server(c, args)
+    if args.readers:
+        log("document formats: read and ingest throughput (bench/readers.py) …")
+        results["readers"] = run_json([sys.executable, str(BENCH / "readers.py"), "--json"])
     results["machine"]["load_avg_end"] = os.getloadavg()
     results["seconds"] = round(time.time() - started, 1)
     text = table(results)
+    if "readers" in results:
+        sys.path.insert(0, str(BENCH))
+        from readers import table as readers_table
+
+        text += "\n\nPer format (bench/readers.py):\n" + readers_table(results["readers"]["formats"])
     results["table"] = text.splitlines()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
     for path in (RESULTS / "last.json", RESULTS / f"run-{stamp}.json"):

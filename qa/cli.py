@@ -153,7 +153,10 @@ def main(verbose: bool) -> None:
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
 @friendly_errors
 def ingest(folder: Path | None, as_json: bool, progress: bool | None) -> None:
-    """Index FOLDER (default: QA_SEEDS_DIR) incrementally: only new or changed files are embedded."""
+    """Index FOLDER or one FILE (default: QA_SEEDS_DIR) incrementally: only new or changed files are embedded.
+
+    Reads PDF, .docx, .pptx, HTML, CSV, reStructuredText, Markdown and text; every file left out is
+    listed with its reason."""
     engine = _engine()
     report = engine.ingest(folder, progress=progress)
     if as_json:
@@ -226,7 +229,7 @@ def render_answer(answer: Any) -> str:
         lines.append("")
         lines.append("Sources:")
         for c in answer.citations:
-            lines.append(f"  [{c.n}] {c.source}, paragraph {c.paragraph} (chars {c.start}-{c.end}): “{c.quote}”")
+            lines.append(f"  [{c.n}] {c.label}, {c.location} (chars {c.start}-{c.end}): “{c.plain_quote}”")
     lines.append("")
     why = "no valid citation" if not answer.citations else "most of it is not backed by its citations"
     lines.append(f"mode: {answer.mode}" + ("" if answer.grounded else f" (ungrounded: {why})"))

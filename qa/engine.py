@@ -33,6 +33,14 @@ _FOLLOW_UP = re.compile(
 _EMBED_GROUP = 256  # chunks embedded and written per step: a killed ingest loses at most one step
 
 
+def _forget_texts(data_dir: Path, root: str, sources: Sequence[str]) -> None:
+    from qa.documents import text_path
+    from qa.types import doc_id
+
+    for source in sources:
+        text_path(data_dir, doc_id(root, source)).unlink(missing_ok=True)
+
+
 def _ms(start: float, end: float) -> float:
     return round((end - start) * 1000, 2)
 
@@ -174,23 +182,28 @@ class Engine:
 
     def ingest(self, folder: str | Path | None = None, *, progress: bool | None = None) -> IngestReport:
         """Bring the store in line with `folder`: embed new or changed files, drop removed ones."""
-        from qa.documents import chunk_document, load_folder
+        from qa.documents import chunk_document, load_path, root_key, save_text
 
         started = time.perf_counter()
-        root = Path(folder) if folder is not None else self.settings.seeds_dir
-        scan = load_folder(root, max_bytes=self.settings.max_file_mb * 1_000_000)
+        path = Path(folder) if folder is not None else self.settings.seeds_dir
+        scan = load_path(path, max_bytes=self.settings.max_file_mb * 1_000_000)
         if not scan.documents and not scan.skipped:
-            raise InputError(f"No .txt or .md files in {root}. Add documents there, or pass another folder.")
+            raise InputError(f"No documents in {path}. Add documents there, or pass another folder.")
+        if scan.only is not None and not scan.documents:  # one file asked for, and it can't be read: say why
+            raise InputError(f"Can't index {path}: {next(iter(scan.skipped.values()))}.")
         for source, reason in scan.skipped.items():
-            log.warning("skipped %s: %s", source, reason)
+            log.debug("skipped %s: %s", source, reason)  # the report carries them; front ends print them once
         report = IngestReport(skipped=dict(scan.skipped))
-        root_key = str(root.resolve())
+        root = root_key(scan.root or path)
         with self._lock:
             store = self.store
-            existing = store.chunk_ids_by_source(root_key)
+            existing = store.chunk_ids_by_source(root)
+            if scan.only is not None:  # one file: nothing else in its folder is compared, so nothing else is removed
+                existing = {source: ids for source, ids in existing.items() if source in scan.only}
             to_add = []
             to_delete: list[str] = []
             for doc in scan.documents:
+                save_text(self.settings.data_dir, doc)
                 chunks = chunk_document(doc, count_tokens=self.embedder.count_tokens, max_tokens=self.settings.chunk_tokens)
                 old = existing.get(doc.source, {})
                 new_ids = {c.id for c in chunks}
@@ -205,8 +218,9 @@ class Engine:
                 if source not in present:
                     report.removed.append(source)
                     to_delete.extend(ids)
-            self._embed_and_write(to_add, root_key, progress)
+            self._embed_and_write(to_add, root, progress)
             store.delete(to_delete)
+            _forget_texts(self.settings.data_dir, root, report.removed)
             report.chunks_embedded = len(to_add)
             report.chunks_deleted = len(to_delete)
             self._corpus = None
@@ -393,12 +407,21 @@ class Engine:
     # -- info -----------------------------------------------------------------------------------
 
     def documents(self) -> list[dict[str, Any]]:
-        """Indexed documents with their chunk counts, for the corpus panel."""
-        counts: dict[str, dict[str, Any]] = {}
+        """Indexed documents with their chunk counts, for the corpus panel: one per (folder, path)."""
+        counts: dict[tuple[str, str], dict[str, Any]] = {}
         for chunk in self.corpus.chunks:
-            entry = counts.setdefault(chunk.source, {"source": chunk.source, "title": chunk.title, "chunks": 0})
+            entry = counts.setdefault(
+                (chunk.root, chunk.source),
+                {"source": chunk.source, "folder": chunk.folder, "title": chunk.title, "chunks": 0},
+            )
             entry["chunks"] += 1
-        return sorted(counts.values(), key=lambda d: d["source"])
+        return sorted(counts.values(), key=lambda d: (d["source"], d["folder"]))
+
+    def document_text(self, doc_id: str) -> str | None:
+        """A document's extracted text as indexed (what citations' offsets refer to), by `Citation.doc_id`."""
+        from qa.documents import read_saved_text
+
+        return read_saved_text(self.settings.data_dir, doc_id)
 
     def info(self) -> dict[str, Any]:
         from qa.answer.llm import server_url

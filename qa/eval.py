@@ -99,7 +99,7 @@ def prepare_index(engine: Engine, corpus: Path | None, *, progress: bool | None)
     """Ingest `corpus` (incrementally), or the seeds when the store is empty; says what it did."""
     if corpus is not None:
         if not corpus.is_dir():
-            raise InputError(f"No corpus folder at {corpus}: pass --corpus DIR, a folder of .txt/.md files.")
+            raise InputError(f"No corpus folder at {corpus}: pass --corpus DIR, a folder of documents (PDF, DOCX, HTML, Markdown, text, ...).")
         report = engine.ingest(corpus, progress=progress)
         return f"Indexed {corpus} into collection {engine.settings.collection}: {report.chunks_embedded} chunks embedded, {len(report.unchanged)} files unchanged."
     if len(engine.corpus) == 0:
@@ -521,7 +521,11 @@ def render_report(
                 f"contains {_fmt(m['answer_contains'])}, token F1 {_fmt(m['token_f1'])}, citation recall {_fmt(m['citation_recall'])}"
             )
         for c in r["citations"]:
-            lines.append(f"- [{c['n']}] {c['source']}, paragraph {c['paragraph']} (chars {c['start']}-{c['end']})")
+            from qa.types import describe_location
+
+            where = describe_location(c.get("page"), c.get("section", ""), c["paragraph"], slide=c["source"].lower().endswith(".pptx"))
+            label = f"{c['folder']}/{c['source']}" if c.get("folder") else c["source"]
+            lines.append(f"- [{c['n']}] {label}, {where} (chars {c['start']}-{c['end']})")
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     for key, value in {**{k: v for k, v in context.items() if k not in ("unreachable",)}, **settings_shown}.items():
         lines.append(f"| {key} | {_cell(value)} |")
@@ -578,12 +582,19 @@ def draw_chart(path: Path, runs: Sequence[tuple[str, dict[str, Any]]]) -> bool:
 
 def unreachable_evidence(engine: Engine, items: Sequence[GoldItem]) -> int:
     """Answerable items whose evidence no indexed chunk contains: retrieval metrics can't credit them."""
+    from qa.metrics import contains_any
     from qa.text import normalize
 
-    texts = [normalize(c.text) for c in engine.corpus.chunks]
-    return sum(
-        1 for item in items if item.answerable and not any(normalize(e) in t for e in item.evidence for t in texts)
-    )
+    chunks = [c.text for c in engine.corpus.chunks]
+    texts = [normalize(t) for t in chunks]
+
+    def found(item: GoldItem) -> bool:
+        if any(normalize(e) in t for e in item.evidence for t in texts):
+            return True
+        # the slower matching the metrics also use: Markdown stripped, table rows as readers quote them
+        return any(contains_any(t, item.evidence) for t in chunks)
+
+    return sum(1 for item in items if item.answerable and not found(item))
 
 
 # -- the command -------------------------------------------------------------------------------

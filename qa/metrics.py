@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import InputError
-from qa.text import normalize, squad_normalize
+from qa.text import normalize, squad_normalize, strip_markdown
 
 # Names scripts read from summary.json; fixed.
 METRICS = (
@@ -163,8 +163,30 @@ def strip_markers(text: str) -> str:
 
 
 def contains_any(text: str, needles: Iterable[str]) -> bool:
+    """Whether `text` contains a needle, as written or with inline Markdown stripped (`**48 hours**` has "48 hours").
+
+    A needle that is a Markdown table row (`| Oslo | 17 |`) matches text holding its cells in order:
+    readers quote a row as "Office: Oslo; Head count: 17", never with its pipes.
+    """
     haystack = normalize(text)
-    return any(n and normalize(n) in haystack for n in needles)
+    plain = normalize(strip_markdown(text))
+    return any(n and (normalize(n) in haystack or normalize(strip_markdown(n)) in plain or _row_in(n, plain)) for n in needles)
+
+
+def _row_in(needle: str, plain: str) -> bool:
+    if needle.count("|") < 2:
+        return False
+    cells = [normalize(strip_markdown(c)) for c in needle.strip().strip("|").split("|")]
+    cells = [c for c in cells if c and not set(c) <= set("-: ")]
+    if len(cells) < 2:
+        return False
+    at = 0
+    for cell in cells:
+        found = plain.find(cell, at)
+        if found < 0:
+            return False
+        at = found + len(cell)
+    return True
 
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:

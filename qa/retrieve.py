@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 RRF_K = 60
 CANDIDATES = 50
-_CACHE_VERSION = 5
+_CACHE_VERSION = 6  # 6: page, section, root, markup (issue 15)
 
 
 def _stemmer() -> Any:
@@ -72,10 +72,14 @@ class Corpus:
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
         # A sentence is about its document's title even when it says "it" or "their".
         # Titles are left out of BM25 (they blur which paragraph matches) but count for coverage.
+        # The same holds for its heading path ("Leave › Sick leave"): a row or paragraph under a heading
+        # is about what the heading names.
         title_terms = {c.title: lexical_terms(c.title, stemmer) for c in chunks}
+        section_terms = {c.section: lexical_terms(c.section, stemmer) for c in chunks}
         tokens = [lexical_terms(t, stemmer) or ["\u2205"] for t in texts]
         self.sentence_terms: Sequence[frozenset[str]] = [
-            frozenset(t + title_terms[chunks[ci].title]) for t, (ci, _) in zip(tokens, self.sentence_owner)
+            frozenset(t + title_terms[chunks[ci].title] + section_terms[chunks[ci].section])
+            for t, (ci, _) in zip(tokens, self.sentence_owner)
         ]
         self.doc_freq: dict[str, int] = {}
         for toks in tokens:
@@ -120,6 +124,9 @@ class Corpus:
         sources = _Table([c.source for c in chunks])
         titles = _Table([c.title for c in chunks])
         hashes = _Table([c.file_hash for c in chunks])
+        roots = _Table([c.root for c in chunks])
+        sections = _Table([c.section for c in chunks])
+        markups = _Table([c.markup for c in chunks])
         terms = _Table([t for ts in self.sentence_terms for t in ts] + list(self.doc_freq))
         columns: dict[str, Any] = {
             **_strings("id", [c.id for c in chunks]),
@@ -127,6 +134,13 @@ class Corpus:
             **_strings("sources", sources.values),
             **_strings("titles", titles.values),
             **_strings("hashes", hashes.values),
+            **_strings("roots", roots.values),
+            **_strings("sections", sections.values),
+            **_strings("markups", markups.values),
+            "root": roots.index,
+            "section": sections.index,
+            "markup": markups.index,
+            "page": np.array([c.page or 0 for c in chunks], dtype=np.int64),
             **_strings("terms", terms.values),
             "source": sources.index,
             "title": titles.index,
@@ -171,9 +185,10 @@ class Corpus:
         terms = _unstrings(c, "terms")
         bm25 = bm25s.BM25.load(str(path / "bm25"), show_progress=False)
         sizes = {"id_at": n + 1, "text_at": n + 1, "paragraph": n, "start": n, "end": n, "source": n, "title": n,
-                 "file_hash": n, "sentence_start": rows, "sentence_end": rows, "sentence_terms_at": rows + 1}
+                 "file_hash": n, "sentence_start": rows, "sentence_end": rows, "sentence_terms_at": rows + 1,
+                 "root": n, "section": n, "markup": n, "page": n}
         bounds = {"source": "sources_at", "title": "titles_at", "file_hash": "hashes_at", "sentence_terms": "terms_at",
-                  "doc_freq_term": "terms_at"}
+                  "doc_freq_term": "terms_at", "root": "roots_at", "section": "sections_at", "markup": "markups_at"}
         if (
             any(len(c[name]) != size for name, size in sizes.items())
             or any(len(c[name]) and int(c[name].max()) >= len(c[table]) - 1 for name, table in bounds.items())
@@ -278,6 +293,10 @@ class _Chunks(Sequence[Chunk]):
                 Sentence(s, e) for s, e in zip(c["sentence_start"][a:b].tolist(), c["sentence_end"][a:b].tolist())
             ),
             file_hash=self._table("hashes")[c["file_hash"][i]],
+            page=int(c["page"][i]) or None,
+            section=self._table("sections")[c["section"][i]],
+            root=self._table("roots")[c["root"][i]],
+            markup=self._table("markups")[c["markup"][i]],
         )
 
 

@@ -24,6 +24,9 @@ _BUTTON_VALUE_CHARS = 2000  # Block Kit's cap on a button value
 _QUOTE_CHARS = 160
 _MAX_FLAGS = 5  # flagged sentences listed; a context block holds at most 10 elements
 _MARKDOWN_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
+_MARKDOWN_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_MARKDOWN_EMPHASIS = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\w*])")
+_MARKDOWN_LINK = re.compile(r"\[([^\]\n|]+)\]\((https?://[^\s()<>|]+)\)")
 
 
 def escape_mrkdwn(text: str) -> str:
@@ -61,8 +64,27 @@ def error_text(error: Exception) -> str:
 
 
 def answer_text(answer: Answer) -> str:
-    """The answer as mrkdwn: document text escaped, `[n]` markers kept, LLM `**bold**` as Slack `*bold*`."""
+    """The answer as mrkdwn: document text escaped, `[n]` markers kept, LLM `**bold**` as Slack `*bold*`.
+
+    Quotes from Markdown documents keep their emphasis, code and http(s) links, in Slack's spelling."""
+    if answer.mode == "extractive" and any(c.markup == "markdown" for c in answer.citations):
+        return markdown_to_mrkdwn(answer.text.strip())
     return _mrkdwn(answer.text.strip(), answer.mode)
+
+
+def markdown_to_mrkdwn(text: str) -> str:
+    """Inline Markdown as Slack mrkdwn: `**b**` → `*b*`, `*i*` → `_i_`, `[t](https://…)` → `<https://…|t>`."""
+    text = escape_mrkdwn(text)
+    links: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        links.append(f"<{match.group(2)}|{match.group(1)}>")
+        return f"\x00{len(links) - 1}\x00"
+
+    text = _MARKDOWN_LINK.sub(keep, text)
+    text = _MARKDOWN_EMPHASIS.sub(r"_\1_", text)
+    text = _MARKDOWN_STRONG.sub(r"*\2*", text)
+    return re.sub("\x00(\\d+)\x00", lambda m: links[int(m.group(1))], text)
 
 
 def fallback_text(answer: Answer) -> str:
@@ -101,8 +123,8 @@ def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
     if answer.citations:
         lines = ["*Sources*"]
         for c in answer.citations:
-            quote = escape_mrkdwn(_shorten(" ".join(c.quote.split()), _QUOTE_CHARS))
-            lines.append(f"*[{c.n}]* {escape_mrkdwn(c.source)}, paragraph {c.paragraph}: “{quote}”")
+            quote = escape_mrkdwn(_shorten(" ".join(c.plain_quote.split()), _QUOTE_CHARS))
+            lines.append(f"*[{c.n}]* {escape_mrkdwn(c.label)}, {escape_mrkdwn(c.location)}: “{quote}”")
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _shorten("\n".join(lines), 3000)}]})
     value = feedback_value(answer)
     blocks.append(
@@ -124,7 +146,9 @@ def feedback_value(answer: Answer) -> str:
     The answer text itself comes back with the click (the message's `text`). Quotes are shortened, then
     dropped, then the question is cut, until the value fits Block Kit's 2,000 characters."""
     citations = [
-        {k: v for k, v in c.to_dict().items() if k in ("n", "source", "title", "paragraph", "start", "end", "quote")}
+        {k: v for k, v in c.to_dict().items()
+         if k in ("n", "source", "title", "paragraph", "start", "end", "quote")
+         or (k in ("page", "section", "folder") and v not in (None, ""))}
         for c in answer.citations
     ]
     question = answer.question

@@ -74,6 +74,9 @@ def chunk_metadata(chunk: Chunk, root: str) -> dict[str, Any]:
         "root": root,
         "file_hash": chunk.file_hash,
         "sentences": json.dumps([[s.start, s.end] for s in chunk.sentences]),
+        "page": chunk.page or 0,  # Chroma metadata has no None: 0 = no page
+        "section": chunk.section,
+        "markup": chunk.markup,
     }
 
 
@@ -88,6 +91,10 @@ def chunk_from_record(chunk_id: str, text: str, meta: dict[str, Any]) -> Chunk:
         text=text,
         sentences=tuple(Sentence(int(s), int(e)) for s, e in json.loads(str(meta["sentences"]))),
         file_hash=str(meta.get("file_hash", "")),
+        page=int(meta.get("page") or 0) or None,
+        section=str(meta.get("section", "")),
+        root=str(meta.get("root", "")),
+        markup=str(meta.get("markup", "")),
     )
 
 

@@ -117,3 +117,19 @@ def iter_windows(items: list[int], limit: int) -> Iterator[tuple[int, int]]:
             j += 1
         yield i, j
         i = j
+
+
+_MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*(?:\s+\"[^\"\n]*\")?\)")
+_MD_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
+_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1", re.DOTALL)
+_MD_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*])", re.DOTALL)
+_MD_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~", re.DOTALL)
+
+
+def strip_markdown(text: str) -> str:
+    """Inline Markdown (emphasis, links, images, code, strike-through) reduced to its plain text."""
+    text = _MD_LINK.sub(r"\1", text)
+    text = _MD_CODE.sub(lambda m: m.group(2).strip(), text)
+    text = _MD_STRONG.sub(r"\2", text)
+    text = _MD_EMPHASIS.sub(r"\2", text)
+    return _MD_STRIKE.sub(r"\1", text)

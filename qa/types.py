@@ -27,6 +27,21 @@ class Chunk:
     text: str
     sentences: tuple[Sentence, ...] = ()
     file_hash: str = ""
+    # Where the chunk sits (issue 15): PDF page or PPTX slide, heading path "A › B", the ingested
+    # folder it came from (identity = root + source), and "markdown" when its text keeps inline Markdown.
+    page: int | None = None
+    section: str = ""
+    root: str = ""
+    markup: str = ""
+
+    @property
+    def folder(self) -> str:
+        """The name of the ingested folder the chunk's file is in (how two same-named files differ)."""
+        return folder_name(self.root)
+
+    @property
+    def doc_id(self) -> str:
+        return doc_id(self.root, self.source)
 
     def sentence_texts(self) -> list[str]:
         return [self.text[s.start - self.start : s.end - self.start] for s in self.sentences]
@@ -48,6 +63,11 @@ class Chunk:
             score=round(score, 4),
             chunk_id=self.id,
             passage=self.text,
+            page=self.page,
+            section=self.section,
+            folder=self.folder,
+            doc_id=self.doc_id,
+            markup=self.markup,
         )
 
 
@@ -65,9 +85,57 @@ class Citation:
     score: float
     chunk_id: str = ""
     passage: str = ""
+    page: int | None = None  # PDF page or PPTX slide
+    section: str = ""  # heading path, "3. Leave entitlements › Sick leave"
+    folder: str = ""  # the ingested folder's name: two README.md files are "docs/README.md" and "wiki/README.md"
+    doc_id: str = ""  # key of the document's extracted text under QA_DATA_DIR (`Engine.document_text`)
+    markup: str = ""  # "markdown" when `quote` keeps inline Markdown; `plain_quote` has it stripped
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["plain_quote"] = self.plain_quote
+        return data
+
+    @property
+    def plain_quote(self) -> str:
+        """The quote without inline Markdown: what is compared and shown where Markdown isn't rendered."""
+        if self.markup != "markdown":
+            return self.quote
+        from qa.text import strip_markdown
+
+        return strip_markdown(self.quote)
+
+    @property
+    def label(self) -> str:
+        """The file as cited: `folder/path`, so the same name in two folders stays two documents."""
+        return f"{self.folder}/{self.source}" if self.folder else self.source
+
+    @property
+    def location(self) -> str:
+        """"page 3", "slide 2 · Results" or "Leave › Sick leave, paragraph 4": as precise as the format allows."""
+        return describe_location(self.page, self.section, self.paragraph, slide=self.source.lower().endswith(".pptx"))
+
+
+def describe_location(page: int | None, section: str, paragraph: int, *, slide: bool = False) -> str:
+    parts = []
+    if page is not None:
+        parts.append(f"{'slide' if slide else 'page'} {page}")
+    if section:
+        parts.append(f"§ {section}")
+    if page is None:
+        parts.append(f"paragraph {paragraph}")
+    return ", ".join(parts)
+
+
+def folder_name(root: str) -> str:
+    return root.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if root else ""
+
+
+def doc_id(root: str, source: str) -> str:
+    """A document's identity: which ingested folder, and its path inside it."""
+    import hashlib
+
+    return hashlib.sha256(f"{root}\x00{source}".encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import click
 from qa.errors import ConfigError, IndexMissingError, InputError, QAError
 from qa.ui_render import (
     CSS,
+    HEAD,
     render_answer,
     render_documents,
     render_error,
@@ -38,7 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TYPES = (".txt", ".md")
+# The same file types `qa ingest` reads (issue 15), under the same checks.
+UPLOAD_TYPES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".docx", ".pptx", ".html", ".htm", ".csv", ".tsv")
 _STREAM_EVERY = 0.05  # seconds between chat updates while an answer streams in
 _SHOWN_QUESTION = 300  # an over-long question is echoed up to this many characters
 
@@ -166,13 +168,23 @@ class ChatPage:
             messages[-1] = _assistant(render_error(_error_reply(exc, self.settings)))
             yield "", messages, state, {"error": str(exc)}
             return
-        messages[-1] = _assistant(render_answer(answer))
+        messages[-1] = _assistant(render_answer(answer, self._document_texts(answer)))
         data = answer.to_dict()
         state["turns"].append(
             {"question": question, "answer": data, "index": len(messages) - 1,
              "history": [t["question"] for t in state["turns"]]}
         )
         yield "", messages, state, data
+
+    def _document_texts(self, answer: Answer) -> dict[str, str]:
+        """The cited documents' extracted texts, so a source opens inside its whole document."""
+        texts: dict[str, str] = {}
+        for citation in answer.citations:
+            if citation.doc_id and citation.doc_id not in texts:
+                text = self.engine.document_text(citation.doc_id)
+                if text is not None:
+                    texts[citation.doc_id] = text
+        return texts
 
     def _stream(
         self, question: str, state: dict[str, Any], messages: list[Message]
@@ -251,11 +263,12 @@ class ChatPage:
             f"Re-indexed {self.settings.seeds_dir.name}/: {len(report.added)} added, {len(report.updated)} updated, "
             f"{len(report.removed)} removed, {len(report.unchanged)} unchanged; {report.chunks_embedded} chunks embedded."
         ]
+        lines[0] = lines[0].removesuffix(".") + f"; {len(report.skipped)} not indexed."
         lines += [f"Skipped {source}: {reason}" for source, reason in report.skipped.items()]
         return _status(lines), self.corpus()
 
     def upload(self, paths: list[str] | str | None) -> tuple[str, str, None]:
-        """Save uploaded .txt/.md files under the seeds folder and index them; report each file."""
+        """Save uploaded documents (the types `qa ingest` reads) under the seeds folder and index them; report each file."""
         if not paths:
             return "", self.corpus(), None
         files = [paths] if isinstance(paths, str) else list(paths)
@@ -308,7 +321,7 @@ def safe_filename(name: str) -> str:
     base = unicodedata.normalize("NFKC", name.replace("\\", "/").rsplit("/", 1)[-1])
     stem, dot, ext = base.rpartition(".")
     if not dot or "." + ext.lower() not in UPLOAD_TYPES:
-        raise InputError(f"only {' and '.join(UPLOAD_TYPES)} files can be added.")
+        raise InputError(f"only {', '.join(UPLOAD_TYPES)} files can be added.")
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:100]
     return f"{stem or 'upload'}.{ext.lower()}"
 
@@ -321,12 +334,13 @@ def save_upload(path: Path, settings: Settings) -> str:
     if size > limit:
         raise InputError(f"{size / 1e6:.1f} MB is over the {settings.max_upload_mb} MB limit (QA_MAX_UPLOAD_MB).")
     data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError("not UTF-8 text; save it as UTF-8 and upload it again.") from None
-    if not text.strip():
+    if not data.strip():
         raise InputError("the file is empty.")
+    from qa.documents import load_file
+
+    # Read it as ingest will (same reader, same checks) before saving: a file no reader can use
+    # (a scan without text, a damaged PDF) is refused here rather than left in the seeds folder.
+    load_file(path, source=name, max_bytes=limit)
     seeds = settings.seeds_dir
     seeds.mkdir(parents=True, exist_ok=True)
     stem, ext = name.rsplit(".", 1)
@@ -405,7 +419,7 @@ def build_app(engine: Engine, settings: Settings) -> gr.Blocks:
                 docs = gr.HTML(elem_id="qa-corpus")
                 reindex = gr.Button("Re-index seeds", size="sm", elem_id="qa-reindex")
                 files = gr.File(
-                    label=f"Add .txt / .md files (up to {settings.max_upload_mb} MB each)",
+                    label=f"Add documents: PDF, Word, PowerPoint, HTML, CSV, reST, Markdown, text (up to {settings.max_upload_mb} MB each)",
                     file_count="multiple",
                     file_types=list(UPLOAD_TYPES),
                     type="filepath",
@@ -454,6 +468,7 @@ def serve(
             ssr_mode=False,
             mcp_server=False,
             css=CSS,
+            head=HEAD,
         )
     except OSError as exc:
         raise ConfigError(f"Can't serve on {host}:{port} ({exc}). Stop the other server or pass --port.") from None

@@ -1,7 +1,8 @@
 """HTML for the chat page: answers with `[n]` markers, their sources, badges, the corpus table.
 
 Every piece of document or user text goes through `html.escape`; nothing from a document or a
-question is ever rendered as HTML or Markdown. Each fragment is a single `<div>` with no blank line
+question is ever rendered as HTML. Inline Markdown (emphasis, code, http(s) links) is rendered only
+for text from Markdown documents, by `markdown_inline` on the already escaped text. Each fragment is a single `<div>` with no blank line
 inside, so the Chatbot's Markdown pass treats it as one raw HTML block and leaves its text alone
 (a `*`, `[x](y)` or `$$` in a document stays literal: no injected links, images or formulas).
 """
@@ -48,7 +49,24 @@ CSS = """
                            border-bottom: 1px solid var(--border-color-primary) !important; }
 .qa-docs .qa-num { text-align: right; }
 .qa-corpus-summary { margin: 0 0 0.4em 0; }
+.qa-document { position: relative; max-height: 22em; overflow-y: auto; white-space: normal; }
+.qa-document-note { font-size: 0.8em; color: var(--body-text-color-subdued); margin: 0.2em 0 0 1.2em; }
+.qa-passage code { font-size: 0.95em; }
 """
+
+# Opening a source scrolls its document box to the highlighted quote. `toggle` doesn't bubble, so
+# one listener on the page catches it during capture; the chat HTML itself carries no script.
+HEAD = """<script>
+document.addEventListener('toggle', (event) => {
+  const source = event.target;
+  if (!source.open || !source.classList || !source.classList.contains('qa-source')) return;
+  const box = source.querySelector('.qa-document');
+  const mark = box && box.querySelector('mark');
+  if (mark) box.scrollTop = Math.max(0, mark.offsetTop - box.clientHeight / 3);
+}, true);
+</script>"""
+
+_DOCUMENT_WINDOW = 60_000  # characters shown either side of the quote when a document is longer than twice this
 
 
 def _text(value: str) -> str:
@@ -72,16 +90,24 @@ def render_error(message: str) -> str:
     return f'<div class="qa-error">{_text(message)}</div>'
 
 
-def render_answer(answer: Answer) -> str:
-    """The answer text with `[n]` markers, a mode badge, any notice, then its numbered sources."""
-    text = _with_flags(answer) if answer.unsupported_sentences else _with_markers(answer.text)
+def render_answer(answer: Answer, documents: Mapping[str, str] | None = None) -> str:
+    """The answer text with `[n]` markers, a mode badge, any notice, then its numbered sources.
+
+    `documents` maps `Citation.doc_id` to the document's extracted text: a source then opens to the
+    whole document, scrolled to the highlighted quote, instead of just its passage.
+    """
+    quoted_markdown = answer.mode == "extractive" and any(c.markup == "markdown" for c in answer.citations)
+    if answer.unsupported_sentences:  # LLM answers only: extractive ones quote
+        text = _with_flags(answer)
+    else:
+        text = _with_markers(answer.text, markdown=quoted_markdown)
     parts = [f'<div class="qa-answer"><div class="qa-text">{text}</div>', render_badges(answer)]
     if answer.notice:
         parts.append(f'<div class="qa-notice">{_text(answer.notice)}</div>')
     if answer.unsupported_sentences:
         parts.append(render_unsupported(answer))
     if not answer.abstained and answer.citations:
-        parts.append(render_sources(answer.citations, answer.retrieved))
+        parts.append(render_sources(answer.citations, answer.retrieved, documents=documents))
     parts.append("</div>")
     return "".join(parts)
 
@@ -135,17 +161,24 @@ def _markers_inline(value: str) -> str:
     return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', _inline(_CONTROL.sub("", value)))
 
 
-def render_sources(citations: Sequence[Citation], retrieved: Iterable[Chunk] = ()) -> str:
-    """Numbered sources (file, title, paragraph), each expandable to its passage with the quote marked."""
+def render_sources(
+    citations: Sequence[Citation], retrieved: Iterable[Chunk] = (), *, documents: Mapping[str, str] | None = None
+) -> str:
+    """Numbered sources (file, title, page or section), each expandable to its document with the quote marked."""
     starts = {c.id: c.start for c in retrieved}
     items = []
     for c in citations:
         title = "" if _title_from_name(c.title, c.source) else f'<span class="qa-source-title">{html.escape(c.title)}</span> · '
+        document = (documents or {}).get(c.doc_id)
+        if document is not None and document[c.start : c.end] == c.quote:
+            body = render_document(c, document)
+        else:
+            body = f'<div class="qa-passage">{highlight(c, starts.get(c.chunk_id))}</div>'
         items.append(
             f'<details class="qa-source"><summary><span class="qa-source-n">[{c.n}]</span> {title}'
-            f'<span class="qa-source-file" title="{html.escape(c.title)}">{html.escape(c.source)}</span> · paragraph {c.paragraph} '
-            f'<span class="qa-source-where">(chars {c.start}–{c.end})</span></summary>'
-            f'<div class="qa-passage">{highlight(c, starts.get(c.chunk_id))}</div></details>'
+            f'<span class="qa-source-file" title="{html.escape(c.title)}">{html.escape(c.label)}</span> · '
+            f'<span class="qa-source-location">{html.escape(c.location)}</span> '
+            f'<span class="qa-source-where">(chars {c.start}–{c.end})</span></summary>{body}</details>'
         )
     return f'<div class="qa-sources"><div class="qa-sources-title">Sources</div>{"".join(items)}</div>'
 
@@ -175,15 +208,77 @@ def highlight(citation: Citation, chunk_start: int | None = None) -> str:
     if at < 0:
         return f"{_text(passage)}<br><mark>{_text(quote)}</mark>"
     before, after = passage[:at], passage[at + len(quote) :]
-    return f"{_inline(before)}<mark>{_inline(quote)}</mark>{_inline(after)}"
+    md = citation.markup == "markdown"
+    return f"{_inline(before, md)}<mark>{_inline(quote, md)}</mark>{_inline(after, md)}"
 
 
-def _inline(value: str) -> str:
-    return html.escape(value, quote=True).replace("\r\n", "\n").replace("\n", "<br>")
+def render_document(citation: Citation, document: str) -> str:
+    """The whole document (or a wide window of a very long one) with the quote marked; the page scrolls to it."""
+    start, end = citation.start, citation.end
+    lo, hi = 0, len(document)
+    if len(document) > 2 * _DOCUMENT_WINDOW:
+        lo, hi = max(0, start - _DOCUMENT_WINDOW), min(len(document), end + _DOCUMENT_WINDOW)
+    md = citation.markup == "markdown"
+    body = f"{_inline(document[lo:start], md)}<mark>{_inline(document[start:end], md)}</mark>{_inline(document[end:hi], md)}"
+    note = ""
+    if (lo, hi) != (0, len(document)):
+        note = f'<div class="qa-document-note">characters {lo:,}–{hi:,} of {len(document):,}</div>'
+    return f'<div class="qa-passage qa-document">{body}</div>{note}'
 
 
-def _with_markers(text: str) -> str:
-    return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', _text(text))
+def _inline(value: str, markdown: bool = False) -> str:
+    escaped = html.escape(_CONTROL.sub("", value), quote=True)
+    if markdown:
+        escaped = markdown_inline(escaped)
+    # No blank line may survive: it would end the raw HTML block the Chatbot leaves alone.
+    return escaped.replace("\r\n", "\n").replace("\n", "<br>")
+
+
+_MD_CODE = re.compile(r"`([^`\n]+)`")
+_MD_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_MD_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?=\S)([^*_\n]+?)(?<=\S)\1(?![\w*])")
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s()<>\"]+)\)")
+
+
+def markdown_inline(escaped: str) -> str:
+    """Inline Markdown on HTML-escaped text: code, strong, emphasis, and links to http(s) only.
+
+    The input is already escaped, so the only tags in the result are the ones made here; a link
+    to any other scheme (javascript:, data:) stays text.
+    """
+    kept: list[str] = []  # code spans and links, set aside so emphasis rules can't reach inside them
+
+    def keep(html_piece: str) -> str:
+        kept.append(html_piece)
+        return f"\x00{len(kept) - 1}\x00"
+
+    out = _MD_CODE.sub(lambda m: keep(f"<code>{m.group(1)}</code>"), escaped)
+    out = _MD_LINK.sub(
+        lambda m: keep(f'<a href="{m.group(2)}" target="_blank" rel="noopener noreferrer nofollow">{m.group(1)}</a>'), out
+    )
+    out = _MD_STRONG.sub(r"<strong>\2</strong>", out)
+    out = _MD_EMPHASIS.sub(r"<em>\2</em>", out)
+    return re.sub("\x00(\\d+)\x00", lambda m: kept[int(m.group(1))], out)
+
+
+def _with_markers(text: str, *, markdown: bool = False) -> str:
+    rendered = _text(text)
+    if markdown:
+        rendered = markdown_inline(rendered)
+    return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', rendered)
+
+
+def _doc_label(document: Mapping[str, Any]) -> str:
+    folder = str(document.get("folder") or "")
+    return f"{folder}/{document['source']}" if folder else str(document["source"])
+
+
+def render_skipped(skipped: Mapping[str, str]) -> str:
+    """Files an ingest left out, each with its reason (unsupported type, no text layer, too large, unreadable)."""
+    if not skipped:
+        return ""
+    items = "".join(f"<li>{html.escape(source)}: {html.escape(reason)}</li>" for source, reason in skipped.items())
+    return f'<div class="qa-skipped"><p>{len(skipped)} file(s) not indexed:</p><ul>{items}</ul></div>'
 
 
 def render_documents(documents: Sequence[Mapping[str, Any]]) -> str:
@@ -193,7 +288,7 @@ def render_documents(documents: Sequence[Mapping[str, Any]]) -> str:
     total = sum(int(d.get("chunks", 0)) for d in documents)
     noun = "document" if len(documents) == 1 else "documents"
     rows = "".join(
-        f'<tr><td title="{html.escape(str(d.get("title", "")))}">{html.escape(str(d["source"]))}</td>'
+        f'<tr><td title="{html.escape(str(d.get("title", "")))}">{html.escape(_doc_label(d))}</td>'
         f'<td class="qa-num">{int(d.get("chunks", 0))}</td></tr>'
         for d in documents
     )

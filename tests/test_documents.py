@@ -66,7 +66,9 @@ def test_unreadable_files_are_skipped_with_a_reason_and_the_rest_loaded(tmp_path
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     (tmp_path / "image.png").write_bytes(b"\x89PNG")
     scan = load_folder(tmp_path, max_bytes=10**6)
-    assert [d.source for d in scan.documents] == ["good.md"]
+    # Latin-1 is no longer refused: its encoding is detected (issue 15).
+    assert [d.source for d in scan.documents] == ["good.md", "latin1.txt"]
     assert scan.documents[0].title == "Good"
-    assert set(scan.skipped) == {"latin1.txt", "binary.txt", "empty.txt"}
-    assert "UTF-8" in scan.skipped["latin1.txt"]
+    assert scan.documents[1].text == "Café crème"
+    assert set(scan.skipped) == {"binary.txt", "empty.txt", "image.png"}
+    assert "unsupported file type .png" in scan.skipped["image.png"]

@@ -35,13 +35,13 @@ def test_changed_file_replaces_its_chunks_and_removed_file_is_dropped(tmp_path: 
     (corpus / "b.md").write_text("# Bravo\n\nThe bravo team meets on Tuesdays.", encoding="utf-8")
     engine = _engine(tmp_path)
     engine.ingest(corpus)
-    assert engine.store.count() == 4
+    assert engine.store.count() == 3  # b.md's heading is its chunk's section, not a chunk
     (corpus / "a.txt").write_text("Alpha paragraph one.\n\nThe zebra crossing was repainted in May.", encoding="utf-8")
     (corpus / "b.md").unlink()
     report = engine.ingest(corpus)
     assert report.updated == ["a.txt"] and report.removed == ["b.md"]
     assert report.chunks_embedded == 1  # only the changed paragraph is embedded again
-    assert report.chunks_deleted == 3  # the old paragraph two, and b.md's heading and body
+    assert report.chunks_deleted == 2  # the old paragraph two, and b.md's body
     assert engine.store.count() == 2
     answer = engine.ask("When was the zebra crossing repainted?")
     assert "May" in answer.text and answer.citations[0].source == "a.txt"
@@ -52,10 +52,12 @@ def test_ingest_reports_skipped_files_and_indexes_the_rest(tmp_path: Path) -> No
     corpus = tmp_path / "docs"
     corpus.mkdir()
     shutil.copy(SEED_FILE, corpus / "article.txt")
-    (corpus / "bad.txt").write_bytes("na\xefve".encode("latin-1"))
+    (corpus / "bad.txt").write_bytes(b"\x00\x01binary")
+    (corpus / "sheet.xlsx").write_bytes(b"PK\x03\x04")
     report = _engine(tmp_path).ingest(corpus)
     assert report.added == ["article.txt"]
-    assert "not UTF-8" in report.skipped["bad.txt"]
+    assert "binary" in report.skipped["bad.txt"]
+    assert "unsupported file type .xlsx" in report.skipped["sheet.xlsx"]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -63,7 +65,7 @@ def test_missing_or_empty_folder_is_a_clear_error(tmp_path: Path, make: str) -> 
     folder = tmp_path / "nothing"
     if make == "empty":
         folder.mkdir()
-    with pytest.raises(InputError, match="nothing|No .txt or .md"):
+    with pytest.raises(InputError, match="nothing|No documents"):
         _engine(tmp_path).ingest(folder)
 
 

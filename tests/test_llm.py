@@ -337,7 +337,7 @@ def test_cli_ask_prints_the_generated_answer_with_validated_sources(cli_env: Fak
     lines = result.output.splitlines()
     assert lines[0] == "Mark Sedwill is Britain's national security adviser [1]."
     assert "Sources:" in lines
-    assert f"  [1] {SEED_FILE.name}, paragraph 6" in result.output and SEDWILL[:40] in result.output
+    assert f"  [1] seeds/{SEED_FILE.name}, paragraph 6" in result.output and SEDWILL[:40] in result.output
     assert "[2]" not in result.output
     assert "mode: llm:fake-model" in result.output
 

@@ -152,7 +152,7 @@ def test_mention_is_answered_in_its_thread_with_sources(bot: RunningBot, slack: 
     assert "[1]" in section_text(answer)
     sources = context_text(answer)
     assert sources.startswith("*Sources*")
-    assert "*[1]* 000_da55755936a874b9.txt, paragraph 6: “Britain’s national security adviser" in sources
+    assert "*[1]* seeds/000_da55755936a874b9.txt, paragraph 6: “Britain’s national security adviser" in sources
     buttons = [e["action_id"] for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
     assert buttons == [HELPFUL_ACTION, UNHELPFUL_ACTION]
     assert "national security adviser" in answer["text"]  # the notification text

@@ -163,3 +163,19 @@ def test_thread_history_maps_our_replies_to_assistant_and_people_to_user() -> No
         {"role": "user", "content": "Who is the UN Secretary General?"},
         {"role": "assistant", "content": "Antonio Guterres & co. [1]"},
     ]
+
+
+def test_sources_name_folder_and_page_or_section_and_quote_plain_text() -> None:
+    answer = Answer(
+        text="Trips need **written approval** from a [manager](https://intranet.example.org/m). [1]",
+        citations=[citation(quote="Trips need **written approval** from a [manager](https://intranet.example.org/m).",
+                            folder="docs", source="travel.md", section="Travel policy", markup="markdown"),
+                   citation(n=2, folder="docs", source="handbook.pdf", page=2)],
+    )
+    blocks = answer_blocks(answer)
+    main = texts(blocks, "section")[0]
+    assert main.startswith("Trips need *written approval* from a <https://intranet.example.org/m|manager>.")
+    sources = texts(blocks, "context")[-1]
+    assert "*[1]* docs/travel.md, § Travel policy, paragraph" in sources
+    assert "“Trips need written approval from a manager.”" in sources
+    assert "*[2]* docs/handbook.pdf, page 2:" in sources

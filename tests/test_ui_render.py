@@ -64,3 +64,35 @@ def test_corpus_panel_counts_documents_and_chunks() -> None:
     assert "2 documents, 5 chunks indexed" in html
     assert "&lt;b&gt;.txt" in html
     assert "No documents indexed yet" in render_documents([])
+
+
+def test_sources_show_page_or_section_and_the_folder() -> None:
+    html = render_answer(Answer(text="Putin said no. [1]", citations=[_cite(page=3, folder="docs", source="report.pdf")]))
+    assert "docs/report.pdf" in html and "page 3" in html and "paragraph" not in html.split("qa-source-location")[1][:40]
+    html = render_answer(Answer(text="x [1]", citations=[_cite(section="Leave › Sick leave")]))
+    assert "§ Leave › Sick leave, paragraph 2" in html
+
+
+def test_a_source_opens_inside_its_whole_document_marked_at_its_offsets() -> None:
+    document = "Intro line.\n\nMoscow denied it. Putin said no. Putin said no.\n\nOutro line."
+    start = document.rindex("Putin said no.")
+    cite = _cite(start=start, end=start + 14, doc_id="d" * 24)
+    html = render_answer(Answer(text="Putin said no. [1]", citations=[cite]), {"d" * 24: document})
+    assert 'class="qa-passage qa-document"' in html
+    assert "Intro line.<br><br>Moscow denied it. Putin said no. <mark>Putin said no.</mark><br><br>Outro line." in html
+    assert "\n\n" not in html
+    # a stored text that no longer matches the citation falls back to the passage
+    html = render_answer(Answer(text="Putin said no. [1]", citations=[cite]), {"d" * 24: "changed since"})
+    assert "qa-document" not in html and "<mark>Putin said no.</mark>" in html
+
+
+def test_markdown_from_markdown_documents_renders_but_stays_safe() -> None:
+    passage = "Trips need **written approval** from a [manager](https://intranet.example.org/m_a_n) via `desk`; [x](javascript:alert(1)) <b>raw</b>."
+    cite = _cite(quote=passage, passage=passage, start=0, end=len(passage), markup="markdown")
+    html = render_answer(Answer(text=f"{passage} [1]", citations=[cite]))
+    assert "<strong>written approval</strong>" in html and "<code>desk</code>" in html
+    assert '<a href="https://intranet.example.org/m_a_n" target="_blank" rel="noopener noreferrer nofollow">manager</a>' in html
+    assert "javascript:" not in html.replace("[x](javascript:alert(1))", "") and "<b>raw</b>" not in html
+    assert "&lt;b&gt;raw&lt;/b&gt;" in html
+    plain = render_answer(Answer(text=f"{passage} [1]", citations=[_cite(quote=passage, passage=passage, start=0, end=len(passage))]))
+    assert "<strong>" not in plain  # text documents: asterisks stay literal
