@@ -240,3 +240,14 @@ def test_a_bad_deadline_setting_is_one_line(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("QA_LLM_DEADLINE", "0")
     result = CliRunner().invoke(main, ["ask", QUESTION])
     assert result.exit_code == 1 and result.output.startswith("Error: Bad setting QA_LLM_DEADLINE")
+
+
+def test_a_silent_server_past_the_deadline_is_reported_as_the_deadline_not_the_read_timeout(make_engine, fake_openai) -> None:  # noqa: F811
+    engine = make_engine(llm_deadline=1.0, llm_timeout=30.0)
+    fake_openai.reply("Warm [1].")
+    engine.ask(QUESTION)
+    fake_openai.reply(Reply(text="Too late [1].", delay=5.0))
+    started = time.monotonic()
+    answer = engine.ask(QUESTION)
+    assert time.monotonic() - started < 1.0 + 1.5
+    assert answer.mode == "extractive" and answer.notice and "within 1s (QA_LLM_DEADLINE)" in answer.notice, answer.notice

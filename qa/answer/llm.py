@@ -150,6 +150,13 @@ def _deadline_stream_type() -> type:
     return DeadlineStream
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    import httpx
+    import openai
+
+    return isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
+
+
 # -- citations ------------------------------------------------------------------------------
 
 SupportFn = Callable[[int, str], tuple[int, float]]
@@ -554,18 +561,21 @@ class LLMAnswerer:
                 try:
                     kind, value = events.get(timeout=max(deadline - time.monotonic(), 0.0))
                 except queue.Empty:
-                    limit = self.settings.llm_deadline
-                    raise LLMUnavailableError(
-                        f"{self.server} sent no complete answer within {limit:g}s (QA_LLM_DEADLINE)"
-                    ) from None
+                    raise self._past_deadline() from None
                 if kind == "delta":
                     yield value
                 elif kind == "error":
+                    if time.monotonic() >= deadline - 0.05 and _is_timeout(value):
+                        raise self._past_deadline() from value  # a read cut short by the deadline's own cap
                     raise value
                 else:
                     return
         finally:
             stop.set()
+
+    def _past_deadline(self) -> LLMUnavailableError:
+        limit = self.settings.llm_deadline
+        return LLMUnavailableError(f"{self.server} sent no complete answer within {limit:g}s (QA_LLM_DEADLINE)")
 
     def _request(self, messages: list[Message], *, stream: bool) -> Iterator[str]:
         from llama_index.core.llms import ChatMessage
