@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: anything looser pulls a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[llm,ui,slack,eval,test]' $(if $(wildcard constraints.txt),-c constraints.txt)
+	$(BIN)/python -m pip install -q -e '.[llm,ui,slack,eval,test,api]' $(if $(wildcard constraints.txt),-c constraints.txt)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -56,9 +56,10 @@ quality: install
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
-# Load: 20 chat sessions at once through gradio_client, 200 questions; prints p50/p95, writes bench/results/stress.json
+# Load: 20 chat sessions at once through gradio_client, 200 questions (bench/results/stress.json), then
+# 50 openai clients at once against qa serve, 500 questions (bench/results/stress-api.json); prints p50/p95
 stress: install
-	$(BIN)/python -m pytest -m stress -q -s tests/test_stress.py
+	$(BIN)/python -m pytest -m stress -q -s tests/test_stress.py tests/test_api_stress.py
 
 # LLM mode against a real model server: llama.cpp's OpenAI-compatible server (llama-cpp-python, built
 # from source once: 8-15 min on 2 cores, the wheel kept in $(LLM_WHEELS) so the next run is instant)

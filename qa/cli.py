@@ -69,12 +69,25 @@ def _check_store_not_locked(settings: Any) -> None:
             conn.close()
 
 
-def _engine() -> Any:
+def _engine(collection: str | None = None, *, must_exist: bool = False) -> Any:
     from qa.engine import Engine
+    from qa.errors import ConfigError
 
     settings = _settings()
     _check_store_not_locked(settings)
-    return Engine(settings)
+    engine = Engine(settings)
+    if collection and collection != settings.collection:
+        settings.collection_settings(collection)  # a bad name fails here, before Chroma sees it
+        if must_exist and collection not in engine.collections():
+            known = ", ".join(engine.collections()) or "none yet"
+            raise ConfigError(f"No collection {collection!r} (collections: {known}). Run `qa ingest DIR --collection {collection}` first.")
+        engine = engine.for_collection(collection)
+    return engine
+
+
+_collection_option = click.option(
+    "-c", "--collection", default=None, help="Collection to use (default QA_COLLECTION); `qa collections` lists them."
+)
 
 
 def friendly_errors(func: F) -> F:
@@ -108,6 +121,7 @@ class LazyGroup(click.Group):
         "chat": ("qa.ui:chat_command", "Start the chat page (Gradio) on the engine."),
         "eval": ("qa.eval:eval_command", "Score the engine against a gold Q&A set; compare runs; gate CI."),
         "feedback": ("qa.feedback:feedback_group", "Work with the feedback log (export it as gold data)."),
+        "serve": ("qa.api:serve_command", "Serve the HTTP API (OpenAI-compatible chat, documents, metrics)."),
         "slack": ("qa.slack:slack_command", "Run the Slack bot (Socket Mode or Events API over HTTP)."),
     }
 
@@ -151,13 +165,14 @@ def main(verbose: bool) -> None:
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@_collection_option
 @friendly_errors
-def ingest(folder: Path | None, as_json: bool, progress: bool | None) -> None:
+def ingest(folder: Path | None, as_json: bool, progress: bool | None, collection: str | None) -> None:
     """Index FOLDER or one FILE (default: QA_SEEDS_DIR) incrementally: only new or changed files are embedded.
 
     Reads PDF, .docx, .pptx, HTML, CSV, reStructuredText, Markdown and text; every file left out is
     listed with its reason."""
-    engine = _engine()
+    engine = _engine(collection)
     report = engine.ingest(folder, progress=progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
@@ -176,11 +191,12 @@ def ingest(folder: Path | None, as_json: bool, progress: bool | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the Answer as JSON.")
 @click.option("-k", "--top-k", type=int, default=None, help="Passages to retrieve (default QA_TOP_K).")
 @click.option("--show-prompt", is_flag=True, help="Also print the prompts sent to the LLM (LLM mode).")
+@_collection_option
 @friendly_errors
-def ask(question: str, as_json: bool, top_k: int | None, show_prompt: bool) -> None:
+def ask(question: str, as_json: bool, top_k: int | None, show_prompt: bool, collection: str | None) -> None:
     """Answer QUESTION from the indexed documents, with numbered sources."""
     _no_collection_at_exit()
-    answer = _engine().ask(question, k=top_k)
+    answer = _engine(collection, must_exist=True).ask(question, k=top_k)
     if as_json:
         click.echo(json.dumps(answer.to_dict(with_prompts=show_prompt), indent=2, ensure_ascii=False))
         return
@@ -248,6 +264,69 @@ def info(as_json: bool) -> None:
     width = max(len(k) for k in data)
     for key, value in data.items():
         click.echo(f"{key.replace('_', ' '):<{width}}  {value}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@friendly_errors
+def collections(as_json: bool) -> None:
+    """List the collections in the store, with their chunk counts."""
+    engine = _engine()
+    rows = [{"name": name, "chunks": engine.for_collection(name).store.count(), "default": name == engine.settings.collection}
+            for name in engine.collections()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"No collections yet in {engine.settings.describe_store()}. Run `qa ingest DIR --collection NAME`.")
+    for row in rows:
+        click.echo(f"{row['name']}  {row['chunks']} chunks" + ("  (default)" if row["default"] else ""))
+
+
+@main.group()
+def docs() -> None:
+    """List or remove indexed documents."""
+
+
+@docs.command("list")
+@_collection_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@friendly_errors
+def docs_list(collection: str | None, as_json: bool) -> None:
+    """Indexed documents with chunk counts, folders and when each was indexed."""
+    import datetime
+
+    records = _engine(collection, must_exist=True).document_list()
+    for r in records:
+        at = r["indexed_at"]
+        r["indexed_at"] = datetime.datetime.fromtimestamp(at, tz=datetime.timezone.utc).isoformat(timespec="seconds") if at else None
+    if as_json:
+        click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return
+    if not records:
+        click.echo("No documents indexed.")
+    for r in records:
+        click.echo(f"{r['source']}  {r['chunks']} chunks  indexed {r['indexed_at'] or 'unknown'}  from {r['root']}")
+
+
+@docs.command("rm")
+@click.argument("source")
+@_collection_option
+@friendly_errors
+def docs_rm(source: str, collection: str | None) -> None:
+    """Remove document SOURCE (as `qa docs list` names it) from the index; its file stays where it is."""
+    from qa.errors import InputError
+
+    engine = _engine(collection, must_exist=True)
+    found = engine.delete_document(source)
+    if not found:
+        raise InputError(f"No document {source!r} in collection {engine.settings.collection!r}; `qa docs list` shows them.")
+    chunks = sum(len(ids) for ids in found.values())
+    for root in found:
+        click.echo(
+            f"Removed {source} ({chunks} chunks). Its file in {root} stays: delete it there too, "
+            "or the next `qa ingest` of that folder adds it back."
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +107,17 @@ class Engine:
             settings = settings.model_copy(update=overrides)
         return cls(settings)
 
+    def for_collection(self, name: str | None) -> Engine:
+        """An engine on collection `name` (this one for None or its own), sharing the loaded model and answerers."""
+        settings = self.settings.collection_settings(name)
+        if settings is self.settings:
+            return self
+        other = Engine(settings)
+        other._embedder, other._extractive, other._llm = self._embedder, self._extractive, self._llm
+        if other._embedder is None:
+            other._embedder = self.embedder
+        return other
+
     # -- parts, loaded once and on first use -------------------------------------------------
 
     @property
@@ -180,7 +191,10 @@ class Engine:
 
     # -- ingest ---------------------------------------------------------------------------------
 
-    def ingest(self, folder: str | Path | None = None, *, progress: bool | None = None) -> IngestReport:
+    def ingest(
+        self, folder: str | Path | None = None, *, progress: bool | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> IngestReport:
         """Bring the store in line with `folder`: embed new or changed files, drop removed ones."""
         from qa.documents import chunk_document, load_path, root_key, save_text
 
@@ -218,7 +232,7 @@ class Engine:
                 if source not in present:
                     report.removed.append(source)
                     to_delete.extend(ids)
-            self._embed_and_write(to_add, root, progress)
+            self._embed_and_write(to_add, root, progress, on_progress)
             store.delete(to_delete)
             _forget_texts(self.settings.data_dir, root, report.removed)
             report.chunks_embedded = len(to_add)
@@ -227,10 +241,13 @@ class Engine:
         report.seconds = round(time.perf_counter() - started, 3)
         return report
 
-    def _embed_and_write(self, chunks: list[Any], root_key: str, progress: bool | None) -> None:
+    def _embed_and_write(
+        self, chunks: list[Any], root_key: str, progress: bool | None, on_progress: Callable[[int, int], None] | None = None
+    ) -> None:
         if not chunks:
             return
         total = sum(len(c.sentences) for c in chunks)
+        done = 0
         show = progress if progress is not None else total >= 500
         bar: Any = None
         if show:
@@ -249,6 +266,9 @@ class Engine:
                 self.store.add(group, per_chunk, root=root_key)
                 if bar is not None:
                     bar.update(len(texts))
+                done += len(texts)
+                if on_progress is not None:
+                    on_progress(done, total)
         finally:
             if bar is not None:
                 bar.close()
@@ -422,6 +442,24 @@ class Engine:
         from qa.documents import read_saved_text
 
         return read_saved_text(self.settings.data_dir, doc_id)
+
+    def document_list(self) -> list[dict[str, Any]]:
+        """Indexed documents with chunk counts and when each was indexed (`qa docs list`, the API)."""
+        return self.store.document_records()
+
+    def collections(self) -> list[str]:
+        """Collections in this store (embedded folder or Chroma server)."""
+        return self.store.collection_names()
+
+    def delete_document(self, source: str) -> dict[str, list[str]]:
+        """Drop document `source` from the index (its file stays); `{root: [chunk ids deleted]}`, empty if unknown."""
+        with self._lock:
+            found = self.store.chunk_ids_of_source(source)
+            self.store.delete([cid for ids in found.values() for cid in ids])
+            for root in found:
+                _forget_texts(self.settings.data_dir, root, [source])
+            self._corpus = None
+        return found
 
     def info(self) -> dict[str, Any]:
         from qa.answer.llm import server_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -75,6 +76,19 @@ class Settings(BaseSettings):
         None, validation_alias="SLACK_SIGNING_SECRET", description="Slack signing secret; verifies requests in HTTP mode."
     )
 
+    slack_channel_collections: str = Field(
+        "", description="Per-channel collections for Slack, `C123:hr,C456:eng`; other channels use `collection`."
+    )
+
+    # HTTP API (`qa serve`)
+    api_keys: SecretStr | None = Field(None, description="Comma-separated bearer keys for `qa serve`; unset = loopback only.")
+    api_max_body_kb: int = Field(256, description="Largest JSON request body `qa serve` reads (uploads: max_upload_mb).")
+    api_concurrency: int = Field(4, description="Questions `qa serve` answers at once.")
+    api_queue: int = Field(64, description="Questions that may wait for a slot; more get 429.")
+    api_queue_timeout: float = Field(30.0, description="Seconds a question may wait for a slot before 429.")
+    api_rate_per_minute: float = Field(0, description="Requests a minute per API key (or address without keys); 0 = no limit.")
+    api_rate_burst: int = Field(20, description="Requests a client may make at once before api_rate_per_minute applies.")
+
     debug: bool = Field(False, description="Re-raise unexpected errors with a traceback.")
 
     @property
@@ -89,3 +103,39 @@ class Settings(BaseSettings):
         if self.chroma_host:
             return f"chroma server http://{self.chroma_host}:{self.chroma_port}"
         return f"embedded chroma at {self.store_path}"
+
+    def collection_settings(self, name: str | None) -> Settings:
+        """These settings with `collection` set to `name` (the default when None or empty)."""
+        if not name or name == self.collection:
+            return self
+        return self.model_copy(update={"collection": check_collection_name(name)})
+
+    def slack_collections(self) -> dict[str, str]:
+        """`QA_SLACK_CHANNEL_COLLECTIONS` as `{channel id: collection}`."""
+        from qa.errors import ConfigError
+
+        out: dict[str, str] = {}
+        for item in self.slack_channel_collections.split(","):
+            if not item.strip():
+                continue
+            channel, sep, name = (part.strip() for part in item.partition(":"))
+            if not sep or not channel or not name:
+                raise ConfigError(
+                    f"QA_SLACK_CHANNEL_COLLECTIONS: {item.strip()!r} is not `CHANNEL:collection` (e.g. C123:hr,C456:eng)."
+                )
+            out[channel] = check_collection_name(name)
+        return out
+
+
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,61}[A-Za-z0-9])?")
+
+
+def check_collection_name(name: str) -> str:
+    """`name` if it can name a collection (letters, digits, `.`, `_`, `-`; up to 63), else a ConfigError."""
+    from qa.errors import ConfigError
+
+    if not isinstance(name, str) or not _COLLECTION_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(
+            f"Bad collection name {str(name)[:80]!r}: use 1-63 letters, digits, `.`, `_` or `-`, starting and ending with a letter or digit."
+        )
+    return name

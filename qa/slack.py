@@ -227,6 +227,17 @@ class _Bot:
         self.seen_events = SeenKeys()
         self.seen_messages = SeenKeys()
         self.answers = RecentAnswers()
+        self.channel_collections = settings.slack_collections()  # QA_SLACK_CHANNEL_COLLECTIONS
+        self._engines: dict[str, Engine] = {}
+
+    def engine_for(self, channel: str) -> Engine:
+        """The engine on this channel's collection (QA_SLACK_CHANNEL_COLLECTIONS), else the default one."""
+        name = self.channel_collections.get(channel)
+        if not name:
+            return self.engine
+        if name not in self._engines:
+            self._engines[name] = self.engine.for_collection(name)
+        return self._engines[name]
 
     def answer(self, event: dict[str, Any], client: WebClient, *, bot_user_id: str | None, bot_id: str | None) -> None:
         channel, ts = str(event.get("channel", "")), str(event.get("ts", ""))
@@ -248,7 +259,7 @@ class _Bot:
         try:
             if thread_ts != ts:
                 history = self._history(client, channel, thread_ts, before=ts, bot_user_id=bot_user_id, bot_id=bot_id)
-            answer = self.engine.ask(question, history)
+            answer = self.engine_for(channel).ask(question, history)
         except QAError as exc:
             log.warning("could not answer %r: %s", question[:200], exc)
             self._replace(client, channel, placeholder, thread_ts, text=error_text(exc))

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -222,6 +223,7 @@ class Store:
 
         sentence_nodes: list[TextNode] = []
         chunk_nodes: list[TextNode] = []
+        indexed_at = round(time.time(), 3)  # when the document's chunks were written, for `qa docs list` and the API
         for chunk, vectors in zip(chunks, sentence_vectors):
             for i, (sentence, text) in enumerate(zip(chunk.sentences, chunk.sentence_texts())):
                 sentence_nodes.append(
@@ -236,7 +238,8 @@ class Store:
             mean = vectors.mean(axis=0)
             mean /= max(float(np.linalg.norm(mean)), 1e-12)
             chunk_nodes.append(
-                TextNode(id_=chunk.id, text=chunk.text, embedding=mean.tolist(), metadata=chunk_metadata(chunk, root))
+                TextNode(id_=chunk.id, text=chunk.text, embedding=mean.tolist(),
+                         metadata={**chunk_metadata(chunk, root), "indexed_at": indexed_at})
             )
         with chroma_errors(self.settings):
             self._bump_generation()
@@ -310,4 +313,48 @@ class Store:
         for sid, e in zip(got["ids"], got["embeddings"]):
             chunk_id, _, index = str(sid).rpartition(":")
             out[(chunk_id, int(index))] = np.asarray(e, dtype=np.float32)
+        return out
+
+    # -- documents and collections (`qa docs`, `qa collections`, the HTTP API) -------------------
+
+    def collection_names(self) -> list[str]:
+        """Every corpus in this Chroma (embedded folder or server): names with both `-chunks` and `-sentences`."""
+        if self.client is None:
+            return []
+        with chroma_errors(self.settings):
+            names = {str(getattr(c, "name", c)) for c in self.client.list_collections()}
+        return sorted(n[: -len("-chunks")] for n in names if n.endswith("-chunks") and n[: -len("-chunks")] + "-sentences" in names)
+
+    def document_records(self) -> list[dict[str, Any]]:
+        """One entry per indexed document: source, title, root folder, chunk count, when it was indexed (epoch s)."""
+        if not self.exists:
+            return []
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
+        with chroma_errors(self.settings):
+            offset = 0
+            while True:
+                got = self.chunks.get(include=["metadatas"], limit=10_000, offset=offset)
+                for meta in got["metadatas"]:
+                    key = (str(meta["source"]), str(meta.get("root", "")))
+                    entry = docs.setdefault(
+                        key, {"source": key[0], "title": str(meta.get("title", "")), "root": key[1], "chunks": 0, "indexed_at": None}
+                    )
+                    entry["chunks"] += 1
+                    at = meta.get("indexed_at")
+                    if isinstance(at, (int, float)) and (entry["indexed_at"] is None or at > entry["indexed_at"]):
+                        entry["indexed_at"] = float(at)
+                if len(got["ids"]) < 10_000:
+                    break
+                offset += 10_000
+        return sorted(docs.values(), key=lambda d: (d["source"], d["root"]))
+
+    def chunk_ids_of_source(self, source: str) -> dict[str, list[str]]:
+        """`{root: [chunk ids]}` of the document `source` (the same name may come from several folders)."""
+        out: dict[str, list[str]] = {}
+        if not self.exists:
+            return out
+        with chroma_errors(self.settings):
+            got = self.chunks.get(where={"source": source}, include=["metadatas"])
+        for cid, meta in zip(got["ids"], got["metadatas"]):
+            out.setdefault(str(meta.get("root", "")), []).append(str(cid))
         return out

@@ -134,6 +134,23 @@ class ChatPage:
         self.engine = engine
         self.settings = settings
         self.gate = _Gate()
+        self._engines: dict[str, Engine] = {}
+
+    def engine_for(self, state: dict[str, Any] | None) -> Engine:
+        """The engine on the session's chosen collection (the collection selector), else the default."""
+        name = (state or {}).get("collection") or self.settings.collection
+        if name == self.engine.settings.collection:
+            return self.engine
+        if name not in self._engines:
+            self._engines[name] = self.engine.for_collection(name)
+        return self._engines[name]
+
+    def select_collection(self, name: str | None, state: dict[str, Any] | None) -> tuple[Any, ...]:
+        """Switch this session to collection `name`: a new conversation, that collection's documents."""
+        session = new_session()
+        if name and name != self.settings.collection:
+            session["collection"] = name
+        return [], session, None, self.corpus(session)
 
     # -- chat -----------------------------------------------------------------------------------
 
@@ -192,7 +209,7 @@ class ChatPage:
         """Relay the engine's text deltas into the last chat message; return the final Answer."""
         from qa.types import Answer
 
-        stream = self.engine.stream(question, _history(state["turns"]))
+        stream = self.engine_for(state).stream(question, _history(state["turns"]))
         with self.gate.reading():  # retrieval happens before the first item; generation needs no index
             first = next(stream, None)
         partial, last_shown = "", 0.0
@@ -210,8 +227,11 @@ class ChatPage:
             item = next(stream, None)
         raise RuntimeError("the engine's stream ended without an Answer")
 
-    def clear(self) -> tuple[list[Message], dict[str, Any], None]:
-        return [], new_session(), None
+    def clear(self, state: dict[str, Any] | None = None) -> tuple[list[Message], dict[str, Any], None]:
+        session = new_session()
+        if state and state.get("collection"):
+            session["collection"] = state["collection"]  # a new chat stays in the chosen collection
+        return [], session, None
 
     # -- feedback -------------------------------------------------------------------------------
 
@@ -240,12 +260,13 @@ class ChatPage:
 
     # -- corpus ---------------------------------------------------------------------------------
 
-    def corpus(self) -> str:
+    def corpus(self, state: dict[str, Any] | None = None) -> str:
+        engine = self.engine_for(state)
         try:
             with self.gate.reading():
-                if self.engine.store.count() == 0:
+                if engine.store.count() == 0:
                     return render_documents([])
-                return render_documents(self.engine.documents())
+                return render_documents(engine.documents())
         except QAError as exc:
             return render_error(str(exc))
 
@@ -415,6 +436,11 @@ def build_app(engine: Engine, settings: Settings) -> gr.Blocks:
                     new = gr.Button("New chat", scale=1, min_width=80, elem_id="qa-new")
                 last = gr.JSON(visible=False)
             with gr.Column(scale=1, min_width=260):
+                collections = _collection_choices(engine)
+                selector = gr.Dropdown(
+                    collections, value=settings.collection, label="Collection", elem_id="qa-collection",
+                    visible=len(collections) > 1, interactive=True,
+                )
                 gr.Markdown("### Documents")
                 docs = gr.HTML(elem_id="qa-corpus")
                 reindex = gr.Button("Re-index seeds", size="sm", elem_id="qa-reindex")
@@ -438,8 +464,9 @@ def build_app(engine: Engine, settings: Settings) -> gr.Blocks:
             page.chat, [box, state], outputs, api_visibility="private", show_progress="hidden",
             concurrency_id="chat", concurrency_limit=limit,
         )
-        new.click(page.clear, None, [chatbot, state, last], api_visibility="private")
-        chatbot.clear(page.clear, None, [chatbot, state, last], api_visibility="private")
+        new.click(page.clear, [state], [chatbot, state, last], api_visibility="private")
+        chatbot.clear(page.clear, [state], [chatbot, state, last], api_visibility="private")
+        selector.change(page.select_collection, [selector, state], [chatbot, state, last, docs], api_visibility="private")
         chatbot.like(_with_event_args(page.feedback, gr.LikeData), [state], None, api_visibility="private")
         reindex.click(page.reindex, None, [status, docs], api_name="reindex", concurrency_limit=1)
         files.upload(page.upload, [files], [status, docs, files], api_visibility="private", concurrency_limit=1)
@@ -447,6 +474,15 @@ def build_app(engine: Engine, settings: Settings) -> gr.Blocks:
     app.queue(default_concurrency_limit=settings.ui_concurrency)
     blocks: gr.Blocks = app
     return blocks
+
+
+def _collection_choices(engine: Engine) -> list[str]:
+    """The store's collections for the selector, the default first; just the default if the store can't say."""
+    try:
+        names = engine.collections()
+    except QAError:
+        names = []
+    return [engine.settings.collection, *(n for n in names if n != engine.settings.collection and not n.startswith("eval-"))]
 
 
 def serve(
