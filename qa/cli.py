@@ -240,13 +240,16 @@ def render_answer(answer: Any) -> str:
     lines = [answer.text]
     if answer.notice:
         lines.append(f"({answer.notice})")
+    for flag in answer.unsupported_sentences:
+        lines.append(f"  ⚠ not backed by a source ({flag.describe()}): “{' '.join(flag.text.split())}”")
     if answer.citations:
         lines.append("")
         lines.append("Sources:")
         for c in answer.citations:
             lines.append(f"  [{c.n}] {c.label}, {c.location} (chars {c.start}-{c.end}): “{c.plain_quote}”")
     lines.append("")
-    lines.append(f"mode: {answer.mode}" + ("" if answer.grounded else " (ungrounded: no valid citation)"))
+    why = "no valid citation" if not answer.citations else "most of it is not backed by its citations"
+    lines.append(f"mode: {answer.mode}" + ("" if answer.grounded else f" (ungrounded: {why})"))
     return "\n".join(lines)
 
 

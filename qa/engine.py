@@ -446,13 +446,14 @@ class Engine:
         if (loaded := _ms(t, time.perf_counter())) > 1:
             timings["llm_load_ms"] = loaded
         started = time.perf_counter()
+        deadline = time.monotonic() + self.settings.llm_deadline  # the whole answer, however the server trickles it
         prompts: dict[str, list[Message]] = {}
         query, emitted, llm_started = question, False, None
         try:
             if user_turns(history):
                 t = time.perf_counter()
                 prompts["condense"] = llm.prompts.condense_messages(question, history or [])
-                query = llm.condense(prompts["condense"], fallback=question)
+                query = llm.condense(prompts["condense"], fallback=question, deadline=deadline)
                 timings["condense_ms"] = _ms(t, time.perf_counter())
             t0 = time.perf_counter()
             retriever, retrieval = self._retrieve(query, k or self.settings.top_k)
@@ -464,7 +465,7 @@ class Engine:
             # Overhead before the first token that is ours, not the model's: everything but LLM calls.
             timings["pipeline_ms"] = round(_ms(started, llm_started) - timings.get("condense_ms", 0.0), 2)
             answer: Answer | None = None
-            for item in llm.generate(query, retrieval, retriever.corpus, stream=stream, messages=prompts["answer"]):
+            for item in llm.generate(query, retrieval, retriever.corpus, stream=stream, messages=prompts["answer"], deadline=deadline):
                 if isinstance(item, Answer):
                     answer = item
                     continue

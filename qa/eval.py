@@ -330,6 +330,8 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
             "mode": answer.mode if answer else mode,
             "notice": answer.notice if answer else None,
             "confidence": getattr(answer, "confidence", None) if answer else None,
+            "grounded": answer.grounded if answer else None,
+            "unsupported_sentences": [u.to_dict() for u in answer.unsupported_sentences] if answer else [],
             "error": error,
             "metrics": metrics,
             "timings": {**(answer.timings if answer else {}), "latency_ms": round(latency, 2)},
@@ -340,7 +342,19 @@ def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progres
     run.summary = summarize(run.records, mode=mode)
     run.summary["llm_fallbacks"] = sum(1 for r in run.records if r["notice"])
     run.summary["errors"] = sum(1 for r in run.records if r["error"])
+    run.summary.update(grounding_summary(run.records))
     return run
+
+
+def grounding_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Of the answers that are not abstentions: the share flagged ungrounded, and the share with any sentence flagged."""
+    answers = [r for r in records if r.get("grounded") is not None and not r["abstained"]]
+    if not answers:
+        return {"ungrounded_share": None, "flagged_share": None}
+    return {
+        "ungrounded_share": round(sum(1 for r in answers if not r["grounded"]) / len(answers), 4),
+        "flagged_share": round(sum(1 for r in answers if not r["grounded"] or r["unsupported_sentences"]) / len(answers), 4),
+    }
 
 
 # -- LLM-judged metrics ------------------------------------------------------------------------
@@ -388,7 +402,7 @@ def judge_run(run: Run, settings: Settings, *, progress: bool) -> None:
         except Exception as exc:  # one bad judge reply must not sink a long run
             metrics["judge_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
     mode = run.summary["mode"]
-    extra: dict[str, Any] = {key: run.summary[key] for key in ("llm_fallbacks", "errors") if key in run.summary}
+    extra: dict[str, Any] = {key: run.summary[key] for key in ("llm_fallbacks", "errors", "ungrounded_share", "flagged_share") if key in run.summary}
     run.summary = {**summarize(run.records, mode=mode), **extra, "judge_model": settings.llm_model}
 
 
@@ -543,6 +557,7 @@ _DEFINITIONS = """\
 - **accuracy**: answerable items with answer_contains, plus unanswerable items abstained on, over all items.
 - **latency_p50_ms**, **latency_p95_ms**: wall time of each item's own question (a follow-up's history replay excluded).
 - **llm_correctness** (when an LLM is configured): answerable items the judge scores ≥ 4 of 5 against the accepted answers (llama-index `CorrectnessEvaluator`; abstaining scores 1); **llm_correctness_score** is the mean score. **llm_faithfulness**: answers with citations the judge finds supported by the cited passages (`FaithfulnessEvaluator`).
+- **ungrounded_share**: answers (abstentions excluded) flagged `grounded=False`; **flagged_share**: those with any sentence in `unsupported_sentences` or ungrounded (LLM mode; extractive answers only quote).
 - Matching ignores case, whitespace and typographic quotes."""
 
 

@@ -57,7 +57,12 @@ class Settings(BaseSettings):
         None, validation_alias="OPENAI_API_KEY", description="OpenAI key; enables LLM mode against OpenAI."
     )
     llm_timeout: float = Field(30.0, description="Seconds per LLM request.")
+    llm_deadline: float = Field(
+        120.0, gt=0, description="Seconds one answer may take in all (condensing, retries, streaming) before the extractive fallback."
+    )
     llm_retries: int = Field(2, description="Retries on 429/5xx/timeouts before falling back to extractive.")
+    llm_local_threads: int = Field(2, ge=1, description="Threads of the local llama.cpp server started by `make run-llm`.")
+    llm_local_port: int = Field(8081, description="Port of `python -m qa.local_llm serve`.")
     prompts_dir: Path = Field(default_factory=_default_prompts_dir, description="Folder of prompt templates.")
 
     # Front ends

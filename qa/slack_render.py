@@ -22,6 +22,7 @@ _SECTION_CHARS = 2900  # Block Kit caps a section's text at 3,000 characters
 _MAX_SECTIONS = 20  # and a message at 50 blocks
 _BUTTON_VALUE_CHARS = 2000  # Block Kit's cap on a button value
 _QUOTE_CHARS = 160
+_MAX_FLAGS = 5  # flagged sentences listed; a context block holds at most 10 elements
 _MARKDOWN_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _MARKDOWN_STRONG = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _MARKDOWN_EMPHASIS = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=\S)\*(?![\w*])")
@@ -109,6 +110,12 @@ def answer_blocks(answer: Answer) -> list[dict[str, Any]]:
         notes.append(
             ":warning: *Not grounded:* no passage of the documents supports this answer; check it before relying on it."
         )
+    flags = answer.unsupported_sentences
+    for flag in flags[:_MAX_FLAGS]:
+        sentence = escape_mrkdwn(_shorten(" ".join(flag.text.split()), _QUOTE_CHARS))
+        notes.append(f":warning: *Not backed by a source* ({escape_mrkdwn(flag.describe())}): “{sentence}”")
+    if len(flags) > _MAX_FLAGS:
+        notes.append(f":warning: …and {len(flags) - _MAX_FLAGS} more sentences not backed by a source.")
     if answer.notice:
         notes.append(f":information_source: {escape_mrkdwn(answer.notice)}")
     if notes:

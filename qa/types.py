@@ -138,6 +138,33 @@ def doc_id(root: str, source: str) -> str:
     return hashlib.sha256(f"{root}\x00{source}".encode()).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class UnsupportedSentence:
+    """A sentence of an LLM answer that no valid citation backs: `answer.text[start:end] == text`.
+
+    `reason` is `uncited` (no marker), `invalid_citation` (its only markers named no passage and were
+    removed) or `not_in_source` (cited, but a number or name in it is absent from the cited passages,
+    listed in `missing`).
+    """
+
+    start: int
+    end: int
+    text: str
+    reason: str
+    missing: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "missing": list(self.missing)}
+
+    def describe(self) -> str:
+        """Why the sentence is flagged, in a few words a reader understands."""
+        if self.reason == "invalid_citation":
+            return "its citation named no passage"
+        if self.reason == "not_in_source":
+            return "not in the cited source: " + ", ".join(self.missing)
+        return "no citation"
+
+
 @dataclass
 class Answer:
     """What every front end renders: the text with inline `[n]` markers and their citations."""
@@ -156,6 +183,8 @@ class Answer:
     prompts: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     # Extractive mode: the answerability model's probability that the best sentence answers (None otherwise)
     confidence: float | None = None
+    # LLM mode: sentences no valid citation backs (empty for extractive answers, which only quote)
+    unsupported_sentences: list[UnsupportedSentence] = field(default_factory=list)
 
     def to_dict(self, *, with_retrieved: bool = False, with_prompts: bool = False) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -168,6 +197,7 @@ class Answer:
             "notice": self.notice,
             "retrieval_query": self.retrieval_query,
             "timings": dict(self.timings),
+            "unsupported_sentences": [u.to_dict() for u in self.unsupported_sentences],
         }
         if with_retrieved:
             data["retrieved"] = [c.to_dict() for c in self.retrieved]

@@ -27,6 +27,8 @@ CSS = """
             border: 1px solid var(--border-color-accent); color: var(--body-text-color); }
 .qa-badge-warn { border-color: #d97706; color: #b45309; background: #fffbeb; }
 .qa-badge-abstain { border-color: #64748b; }
+.qa-unsupported { text-decoration: underline wavy #d97706; text-underline-offset: 0.2em; }
+.qa-unsupported-list ul { margin: 0.2em 0 0 1.2em; padding: 0; }
 .qa-notice { margin-top: 0.5em; font-size: 0.85em; color: var(--body-text-color-subdued); }
 .qa-sources { margin-top: 0.7em; border-top: 1px solid var(--border-color-primary); padding-top: 0.4em; }
 .qa-sources-title { font-size: 0.8em; font-weight: 600; text-transform: uppercase; letter-spacing: 0.04em;
@@ -95,10 +97,15 @@ def render_answer(answer: Answer, documents: Mapping[str, str] | None = None) ->
     whole document, scrolled to the highlighted quote, instead of just its passage.
     """
     quoted_markdown = answer.mode == "extractive" and any(c.markup == "markdown" for c in answer.citations)
-    text = _with_markers(answer.text, markdown=quoted_markdown)
+    if answer.unsupported_sentences:  # LLM answers only: extractive ones quote
+        text = _with_flags(answer)
+    else:
+        text = _with_markers(answer.text, markdown=quoted_markdown)
     parts = [f'<div class="qa-answer"><div class="qa-text">{text}</div>', render_badges(answer)]
     if answer.notice:
         parts.append(f'<div class="qa-notice">{_text(answer.notice)}</div>')
+    if answer.unsupported_sentences:
+        parts.append(render_unsupported(answer))
     if not answer.abstained and answer.citations:
         parts.append(render_sources(answer.citations, answer.retrieved, documents=documents))
     parts.append("</div>")
@@ -116,10 +123,42 @@ def render_badges(answer: Answer) -> str:
         badges.append('<span class="qa-badge qa-badge-abstain">no answer in the documents</span>')
     elif not answer.grounded:
         badges.append(
-            '<span class="qa-badge qa-badge-warn" title="No sentence of this answer could be matched to a source">'
+            '<span class="qa-badge qa-badge-warn" title="Most of this answer could not be matched to a source">'
             "⚠ ungrounded: not backed by the documents, check before relying on it</span>"
         )
+    elif answer.unsupported_sentences:
+        n = len(answer.unsupported_sentences)
+        badges.append(
+            f'<span class="qa-badge qa-badge-warn" title="Underlined sentences are not backed by a cited source">'
+            f"⚠ {n} sentence{'' if n == 1 else 's'} not backed by a source</span>"
+        )
     return f'<div class="qa-badges">{"".join(badges)}</div>'
+
+
+def render_unsupported(answer: Answer) -> str:
+    """One line per flagged sentence of an LLM answer, saying why it is not backed by a source."""
+    items = "".join(
+        f'<li>“{_inline(_CONTROL.sub("", " ".join(u.text.split())))}” <span class="qa-source-where">({html.escape(u.describe())})</span></li>'
+        for u in answer.unsupported_sentences
+    )
+    return f'<div class="qa-notice qa-unsupported-list">⚠ Not backed by a source:<ul>{items}</ul></div>'
+
+
+def _with_flags(answer: Answer) -> str:
+    """The answer text with `[n]` markers, each flagged sentence underlined with its reason on hover."""
+    text, out, at = answer.text, [], 0
+    for u in sorted(answer.unsupported_sentences, key=lambda u: u.start):
+        if u.start < at or text[u.start : u.end] != u.text:
+            continue
+        out.append(_markers_inline(text[at : u.start]))
+        out.append(f'<span class="qa-unsupported" title="{html.escape(u.describe())}">{_markers_inline(u.text)}</span>')
+        at = u.end
+    out.append(_markers_inline(text[at:]))
+    return "".join(out)
+
+
+def _markers_inline(value: str) -> str:
+    return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', _inline(_CONTROL.sub("", value)))
 
 
 def render_sources(

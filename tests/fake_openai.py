@@ -13,7 +13,9 @@
 Endpoints: POST /v1/chat/completions (JSON, or server-sent events with `"stream": true`), GET /v1/models,
 POST /v1/embeddings (deterministic vectors, float or base64). Each chat request takes the first queued
 `Reply`, else the first matching `when` rule, else the default. A `Reply` can delay, fail with a status
-(and `Retry-After`), return an empty or malformed completion, or cut a stream off mid-way.
+(and `Retry-After`), return an empty or malformed completion, cut a stream off mid-way, or never end
+(`endless=True`: a stream of deltas, or a JSON body trickled a space at a time; `hangups` records when
+the client gave up).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Reply:
     truncate_after: int | None = None  # streaming: drop the connection after this many content chunks
     malformed: bool = False  # a 200 whose body is not a chat completion
     error_message: str = ""  # message in the error body of a non-200 reply
+    endless: bool = False  # streaming: repeat `text` in deltas until the client hangs up (or the server stops)
 
     @classmethod
     def empty(cls) -> Reply:
@@ -72,6 +75,7 @@ class FakeOpenAI:
         self.model = model
         self.embedding_dim = embedding_dim
         self.requests: list[Request] = []
+        self.hangups: list[float] = []  # time.monotonic() when a client closed an endless stream
         self._default = Reply()
         self._queue: list[Reply] = []
         self._rules: list[tuple[str, Reply | Callable[[dict[str, Any]], Reply | str]]] = []
@@ -134,6 +138,7 @@ class FakeOpenAI:
         """Forget the recorded requests, queued replies and rules; the default reply goes back to a plain text."""
         with self._lock:
             self.requests.clear()
+            self.hangups.clear()
             self._queue.clear()
             self._rules.clear()
             self._default = Reply()
@@ -265,6 +270,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream"):
             self._stream(model, reply, include_usage=bool((body.get("stream_options") or {}).get("include_usage")))
             return
+        if reply.endless:
+            self._trickle(reply)
+            return
         self._send_json(
             200,
             {
@@ -301,6 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
 
         pieces = [reply.text[i : i + reply.chunk_chars] for i in range(0, len(reply.text), max(reply.chunk_chars, 1))]
         send(chunk({"role": "assistant", "content": ""}))
+        if reply.endless:
+            try:
+                while not self.fake._stopping.is_set():
+                    for piece in pieces:
+                        self.fake._wait(reply.chunk_delay)
+                        send(chunk({"content": piece}))
+            except OSError:  # the client hung up: what a deadline must make it do
+                with self.fake._lock:
+                    self.fake.hangups.append(time.monotonic())
+            self.close_connection = True
+            return
         for n, piece in enumerate(pieces):
             if reply.truncate_after is not None and n >= reply.truncate_after:
                 self._write_chunk(b'data: {"id": "chatcmpl-fa')  # half an event, then the line drops
@@ -314,6 +333,21 @@ class _Handler(BaseHTTPRequestHandler):
             send(chunk({}, usage=True))
         self._write_chunk(b"data: [DONE]\n\n")
         self._write_chunk(b"")
+
+    def _trickle(self, reply: Reply) -> None:
+        """A JSON reply that never ends: a space (valid leading JSON whitespace) every `chunk_delay` seconds."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            while not self.fake._stopping.is_set():
+                self._write_chunk(b" ")
+                self.fake._wait(max(reply.chunk_delay, 0.01))
+        except OSError:
+            with self.fake._lock:
+                self.fake.hangups.append(time.monotonic())
+        self.close_connection = True
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

@@ -11,9 +11,14 @@ completions, so the streamed text adds up to the final answer.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import functools
 import logging
 import math
+import queue
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from qa.errors import ConfigError, LLMAuthError, LLMError, LLMUnavailableError
 from qa.prompts import NO_ANSWER, Message, PromptSet
 from qa.settings import Settings
-from qa.text import normalize, sentence_spans
-from qa.types import Answer, Chunk, Citation
+from qa.text import STOPWORDS, normalize, sentence_spans, words
+from qa.types import Answer, Chunk, Citation, UnsupportedSentence
 
 if TYPE_CHECKING:
     from qa.retrieve import Corpus, Retrieval
@@ -70,7 +75,11 @@ def make_llm(settings: Settings) -> Any:
         secret = settings.openai_api_key or settings.llm_api_key
         key = secret.get_secret_value() if secret else ""
     base_url = server_url(settings)
-    client = openai.OpenAI(base_url=base_url, api_key=key, timeout=settings.llm_timeout, max_retries=max(settings.llm_retries, 0))
+    hooks = {"request": [_cap_timeouts], "response": [_bound_body]}
+    client = openai.OpenAI(
+        base_url=base_url, api_key=key, timeout=settings.llm_timeout, max_retries=max(settings.llm_retries, 0),
+        http_client=openai.DefaultHttpxClient(event_hooks=hooks),
+    )
     common: dict[str, Any] = {
         "model": settings.llm_model,
         "api_key": key,
@@ -89,6 +98,63 @@ def make_llm(settings: Settings) -> Any:
             if "Responses API" in str(exc):
                 raise ConfigError(f"QA_LLM_MODEL={settings.llm_model} only works with OpenAI's Responses API; choose a chat model such as gpt-4o-mini.") from None
     return OpenAILike(**common, is_chat_model=True, context_window=32_768)
+
+
+# The answer's deadline (a time.monotonic() value), set in the thread that makes the request: the
+# client's hooks cap every timeout to what is left of it and cut a body still arriving after it, so
+# the request's thread ends soon after the answer gave up on it (retries included).
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("qa_llm_deadline", default=None)
+
+
+def _cap_timeouts(request: Any) -> None:
+    import httpx
+
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpx.ReadTimeout("the answer's deadline (QA_LLM_DEADLINE) has passed", request=request)
+    timeout = dict(request.extensions.get("timeout") or {})
+    for key in ("connect", "read", "write", "pool"):
+        value = timeout.get(key)
+        timeout[key] = left if value is None else min(value, left)
+    request.extensions["timeout"] = timeout
+
+
+def _bound_body(response: Any) -> None:
+    deadline = _DEADLINE.get()
+    if deadline is not None:
+        response.stream = _deadline_stream_type()(response.stream, deadline, response.request)
+
+
+@functools.cache
+def _deadline_stream_type() -> type:
+    import httpx
+
+    class DeadlineStream(httpx.SyncByteStream):
+        """A response body that stops with a ReadTimeout at the deadline, however steadily its bytes arrive."""
+
+        def __init__(self, inner: Any, deadline: float, request: httpx.Request) -> None:
+            self.inner, self.deadline, self.request = inner, deadline, request
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.inner:
+                if time.monotonic() > self.deadline:
+                    raise httpx.ReadTimeout("the answer's deadline (QA_LLM_DEADLINE) has passed", request=self.request)
+                yield chunk
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return DeadlineStream
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import httpx
+    import openai
+
+    return isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException))
 
 
 # -- citations ------------------------------------------------------------------------------
@@ -113,6 +179,7 @@ class CitationFilter:
     order: list[tuple[int, int]] = field(default_factory=list)  # (passage 1-based, sentence index), by first use
     scores: dict[tuple[int, int], float] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
+    dropped_at: list[int] = field(default_factory=list)  # where in `text` each dropped marker stood
     raw: str = ""
     _pending: str = ""
     _space: str = ""
@@ -149,6 +216,7 @@ class CitationFilter:
                         self._emit(out, kept)
                     else:
                         self.dropped.append(match.group(0))
+                        self.dropped_at.append(len(self.text))
                         self._space = ""
                     i = match.end()
                     continue
@@ -248,7 +316,133 @@ def build_answer(cite: CitationFilter, chunks: Sequence[Chunk], *, question: str
     abstained = not citations and _is_abstention(text)
     if cite.dropped:
         log.debug("dropped citation markers naming no retrieved passage: %s", " ".join(cite.dropped))
-    return Answer(text=text, citations=citations, abstained=abstained, mode=mode, grounded=bool(citations) or abstained, question=question)
+    lead = len(cite.text) - len(cite.text.lstrip())
+    flagged, claims = ([], 0) if abstained else check_sentences(text, citations, dropped_at=[p - lead for p in cite.dropped_at])
+    # "Mostly uncited": more than half of the answer's claims lack a citation that backs them.
+    grounded = abstained or (bool(citations) and 2 * len(flagged) <= claims)
+    return Answer(
+        text=text, citations=citations, abstained=abstained, mode=mode, grounded=grounded, question=question,
+        unsupported_sentences=flagged,
+    )
+
+
+# -- sentence-level grounding ------------------------------------------------------------------
+
+_CLEAN_MARKER = re.compile(r"\[\d+(?:, \d+)*\]")
+_LEADING_MARKERS = re.compile(r"(?:\s*\[\d+(?:, \d+)*\])+")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_WORDLIKE = re.compile(r"[^\W\d_][\w'’\-]*")
+# Capitalised only because they open a sentence: never taken for names.
+_OPENERS = STOPWORDS | frozenset(
+    """however despite although though additionally furthermore moreover yes overall therefore thus meanwhile while after
+    before during since because first second third finally instead still yet later today currently unlike like based given
+    according as in on per""".split()
+)
+
+_AFTER_OPENERS = frozenset("the a an he she it they we this that these those his her their its in on at and but or if as".split())
+
+
+def _units(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of `text`, a marker that opens a sentence ("… diplomats. [1] Britain …") given back to the one before."""
+    units: list[list[int]] = []
+    for start, end in sentence_spans(text):
+        lead = _LEADING_MARKERS.match(text, start)
+        if lead is not None and units:
+            units[-1][1] = lead.end()
+            start = lead.end()
+            while start < end and text[start].isspace():
+                start += 1
+            if start >= end:
+                continue
+        units.append([start, end])
+    return [(a, b) for a, b in units]
+
+
+def _numbers(text: str) -> set[str]:
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def key_terms(sentence: str) -> list[str]:
+    """The numbers and names in an answer sentence (markers removed), as written."""
+    plain = _CLEAN_MARKER.sub(" ", sentence)
+    terms = list(dict.fromkeys(_NUMBER.findall(plain)))
+    for i, match in enumerate(_WORDLIKE.finditer(plain)):
+        word = re.sub(r"['’]s$", "", match.group(0)).strip("'’-")
+        if not word or not word[0].isupper():
+            continue
+        if i == 0 and word.lower() in _OPENERS:
+            continue
+        if i > 0 and word.lower() in _AFTER_OPENERS:
+            continue  # "The", "He", "It" opening a quote or a clause after a colon
+        if word not in terms:
+            terms.append(word)
+    return terms
+
+
+def _name_in(name: str, vocabulary: set[str]) -> bool:
+    folded = normalize(name)
+    parts = [p for p in folded.split("-") if p]
+    if folded in vocabulary or (len(parts) > 1 and all(p in vocabulary for p in parts)):
+        return True
+    # "Russian" for a passage's "Russia": the same stem but for a short ending
+    if len(folded) >= 5:
+        for word in vocabulary:
+            common = len(_common_prefix(folded, word))
+            if common >= len(folded) - 2 and common >= len(word) - 2 and common >= 4:
+                return True
+    return False
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+def missing_terms(sentence: str, passages: Sequence[str]) -> list[str]:
+    """Numbers and names of `sentence` that none of `passages` contains: a cheap faithfulness check, no judge."""
+    source = " ".join(passages)
+    numbers = _numbers(source)
+    vocabulary = set(words(source))
+    vocabulary |= {w[:-2] for w in vocabulary if w.endswith("'s")}
+    missing = []
+    for term in key_terms(sentence):
+        if term[0].isdigit():
+            if term.replace(",", "") not in numbers:
+                missing.append(term)
+        elif not _name_in(term, vocabulary):
+            missing.append(term)
+    return missing
+
+
+def check_sentences(text: str, citations: Sequence[Citation], *, dropped_at: Sequence[int] = ()) -> tuple[list[UnsupportedSentence], int]:
+    """The sentences of an LLM answer that no valid citation backs, and how many sentences make claims.
+
+    A sentence is flagged when it has no `[n]` (`uncited`; `invalid_citation` when the only markers it
+    had named no passage and were removed), or when a number or name in it appears in none of the
+    passages it cites (`not_in_source`). A sentence with no letter or digit makes no claim.
+    """
+    by_n = {c.n: c.passage or c.quote for c in citations}
+    flagged: list[UnsupportedSentence] = []
+    claims = 0
+    for start, end in _units(text):
+        sentence = text[start:end]
+        if not any(ch.isalnum() for ch in _CLEAN_MARKER.sub("", sentence)):
+            continue
+        claims += 1
+        cited = [int(n) for marker in _CLEAN_MARKER.findall(sentence) for n in re.findall(r"\d+", marker)]
+        passages = [by_n[n] for n in dict.fromkeys(cited) if n in by_n]
+        if not passages:
+            reason = "invalid_citation" if any(start < at <= end for at in dropped_at) else "uncited"
+            flagged.append(UnsupportedSentence(start, end, sentence, reason))
+            continue
+        missing = missing_terms(sentence, passages)
+        if missing:
+            flagged.append(UnsupportedSentence(start, end, sentence, "not_in_source", tuple(missing)))
+    return flagged, claims
 
 
 # -- the answerer ---------------------------------------------------------------------------
@@ -287,9 +481,19 @@ class LLMAnswerer:
         return self.prompts.answer_messages(question, chunks)
 
     def generate(
-        self, question: str, retrieval: Retrieval, corpus: Corpus, *, stream: bool = True, messages: list[Message] | None = None
+        self,
+        question: str,
+        retrieval: Retrieval,
+        corpus: Corpus,
+        *,
+        stream: bool = True,
+        messages: list[Message] | None = None,
+        deadline: float | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield cleaned text deltas, then the `Answer`; raises LLMError when the model fails."""
+        """Yield cleaned text deltas, then the `Answer`; raises LLMError when the model fails.
+
+        `deadline` (a `time.monotonic()` value) bounds the whole completion, however the server trickles it.
+        """
         chunks = list(retrieval.chunks)
         if messages is None:
             messages = self.answer_messages(question, chunks)
@@ -300,7 +504,7 @@ class LLMAnswerer:
             prior[pos] = [s.dense if s is not None else 0.0 for s in scores]
         cite = CitationFilter(len(chunks), support=Support(chunks, corpus, prior))
         with self._translate_errors():
-            for delta in self._complete(messages, stream=stream):
+            for delta in self._complete(messages, stream=stream, deadline=deadline):
                 out = cite.feed(delta)
                 if out:
                     yield out
@@ -311,10 +515,10 @@ class LLMAnswerer:
         answer.prompts = {"answer": messages}
         yield answer
 
-    def condense(self, messages: list[Message], *, fallback: str) -> str:
+    def condense(self, messages: list[Message], *, fallback: str, deadline: float | None = None) -> str:
         """The standalone question the model wrote for `messages`, or `fallback` if it wrote nothing usable."""
         with self._translate_errors():
-            text = "".join(self._complete(messages, stream=False))
+            text = "".join(self._complete(messages, stream=False, deadline=deadline))
         line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
         line = re.sub(r"^(standalone question|question)\s*:\s*", "", line, flags=re.IGNORECASE).strip().strip("\"'“”‘’`").strip()
         if not line or len(line) > self.settings.max_question_chars:
@@ -322,7 +526,58 @@ class LLMAnswerer:
             return fallback
         return line
 
-    def _complete(self, messages: list[Message], *, stream: bool) -> Iterator[str]:
+    def _complete(self, messages: list[Message], *, stream: bool, deadline: float | None = None) -> Iterator[str]:
+        """The model's text for `messages`; past `deadline` an LLMUnavailableError, at once.
+
+        `QA_LLM_TIMEOUT` bounds each read, so a server that keeps sending (a stream that never ends, a
+        byte every few seconds) would hold the answer forever. The request runs in a worker thread
+        that this generator waits on only until the deadline; the worker then stops at its next read
+        (closing the stream), or when that read times out.
+        """
+        if deadline is None:
+            yield from self._request(messages, stream=stream)
+            return
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            _DEADLINE.set(deadline)
+            parts = self._request(messages, stream=stream)
+            try:
+                for part in parts:
+                    if stop.is_set():
+                        break
+                    events.put(("delta", part))
+                events.put(("end", None))
+            except BaseException as exc:  # handed to the waiting generator, which raises it
+                events.put(("error", exc))
+            finally:
+                parts.close()
+
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="qa-llm-request", daemon=True)
+        worker.start()
+        try:
+            while True:
+                try:
+                    kind, value = events.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    raise self._past_deadline() from None
+                if kind == "delta":
+                    yield value
+                elif kind == "error":
+                    if time.monotonic() >= deadline - 0.05 and _is_timeout(value):
+                        raise self._past_deadline() from value  # a read cut short by the deadline's own cap
+                    raise value
+                else:
+                    return
+        finally:
+            stop.set()
+
+    def _past_deadline(self) -> LLMUnavailableError:
+        limit = self.settings.llm_deadline
+        return LLMUnavailableError(f"{self.server} sent no complete answer within {limit:g}s (QA_LLM_DEADLINE)")
+
+    def _request(self, messages: list[Message], *, stream: bool) -> Iterator[str]:
         from llama_index.core.llms import ChatMessage
 
         chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]
