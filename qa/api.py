@@ -243,7 +243,12 @@ class Slots:
             429, "Too many questions at once; retry in a moment.", type="rate_limit_error", code="busy",
             headers={"Retry-After": "1"},
         )
-        if self.semaphore.locked() and self._waiting >= self._queue:
+        if not self.semaphore.locked():
+            # Taken without yielding to the loop: a `wait_for` here would let the requests arriving
+            # in the same instant all see a free slot and queue behind it, past QA_API_QUEUE.
+            await self.semaphore.acquire()
+            return
+        if self._waiting >= self._queue:
             raise busy
         self._waiting += 1
         try:
