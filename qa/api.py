@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -293,49 +292,6 @@ class ClientRate:
             )
 
 
-class Gate:
-    """Questions share the index; an upload, delete or re-index in this process has it alone.
-
-    Any number of retrievals run together; a write waits for those in flight and holds new ones
-    until it is done, so a question never sees a half-applied change made through this process.
-    Writers go first once waiting.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writing = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writing or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-
-
 class _TooLarge(Exception):
     pass
 
@@ -428,7 +384,7 @@ class Timing:
 
 
 class Service:
-    """What the routes share: the engines by collection, the write gate, slots, metrics, keys."""
+    """What the routes share: the engines by collection, slots, metrics, keys."""
 
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
@@ -436,7 +392,6 @@ class Service:
         self.metrics = Metrics()
         self.slots = Slots(self.settings.api_concurrency, self.settings.api_queue, self.settings.api_queue_timeout)
         self.rate = ClientRate(self.settings.api_rate_per_minute, self.settings.api_rate_burst)
-        self.gate = Gate()  # questions share the index; an ingest or delete in this process has it alone
         self._engines: dict[str, Engine] = {self.settings.collection: engine}
         self._lock = threading.Lock()
         raw = self.settings.api_keys.get_secret_value() if self.settings.api_keys else ""
@@ -494,10 +449,9 @@ class Service:
         return clean_question(text, limit=self.settings.max_question_chars)
 
     def start_answer(self, engine: "Engine", question: str, history: list[Any], k: int | None) -> tuple[Iterator[Any], Any]:
-        """The engine's stream and its first item, retrieved inside the read gate (in a worker thread)."""
+        """The engine's stream and its first item (in a worker thread); writes never hold questions up."""
         stream = engine.stream(question, history, k=k)
-        with self.gate.reading():
-            first = next(stream, None)
+        first = next(stream, None)
         return stream, first
 
     def count_tokens(self, texts: list[str]) -> int:
@@ -754,7 +708,7 @@ def build_app(engine: "Engine") -> "FastAPI":
             uploads = target.settings.model_copy(update={"seeds_dir": folder})
 
             def save_and_index() -> tuple[str, Any]:
-                with service.gate.writing():
+                with target.writing(command=f"upload {file.filename}"):
                     saved = save_upload(path, uploads)
                     return saved, target.ingest(folder, progress=False)
 
@@ -792,7 +746,7 @@ def build_app(engine: "Engine") -> "FastAPI":
 
         def work() -> None:
             try:
-                with service.gate.writing():
+                with target.writing(command="reindex"):
                     for folder in folders:
                         events.put({"event": "folder", "folder": folder})
 
@@ -836,7 +790,7 @@ def build_app(engine: "Engine") -> "FastAPI":
         upload = service.upload_dir(target.settings.collection).resolve()
 
         def delete() -> tuple[dict[str, list[str]], bool]:
-            with service.gate.writing():
+            with target.writing(command=f"delete {doc_id}"):
                 found = target.delete_document(doc_id)
                 removed = False
                 if str(upload) in found:

@@ -562,12 +562,13 @@ class Engine:
 
     def delete_document(self, source: str) -> dict[str, list[str]]:
         """Drop document `source` from the index (its file stays); `{root: [chunk ids deleted]}`, empty if unknown."""
-        with self._lock:
+        with self.writing(command=f"delete {source}"):
             found = self.store.chunk_ids_of_source(source)
             self.store.delete([cid for ids in found.values() for cid in ids])
             for root in found:
                 _forget_texts(self.settings.data_dir, root, [source])
-            self._corpus = None
+            if found and self._corpus is not None:
+                self._swap_corpus()
         return found
 
     def info(self) -> dict[str, Any]:

@@ -361,9 +361,13 @@ def grounding_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _parse_score(text: str) -> tuple[float | None, str]:
-    """The judge's score: the first number of its reply (llama-index's parser needs two lines)."""
+    """The judge's 1-5 score: the first number of its reply (llama-index's parser needs two lines).
+
+    A number outside 1-5 is no score (a weak judge writes "15" or a year), so it can't skew the mean.
+    """
     match = re.search(r"\d+(?:\.\d+)?", text or "")
-    return (float(match.group()), text.strip()) if match else (None, text.strip())
+    score = float(match.group()) if match else None
+    return (score if score is not None and 1 <= score <= 5 else None), text.strip()
 
 
 def judge_run(run: Run, settings: Settings, *, progress: bool) -> None:

@@ -388,6 +388,30 @@ def test_each_key_has_its_own_rate_limit(served: dict[str, Any], tmp_path: Path)
         assert httpx.get(url + "/healthz").status_code == 200  # nor are health checks
 
 
+def test_questions_are_answered_while_an_uploaded_document_is_being_indexed(served: dict[str, Any]) -> None:
+    url, headers = served["url"], auth()
+    # Many short paragraphs: seconds of embedding on 2 cores, during which the index keeps answering.
+    body = "\n\n".join(
+        f"Ledger entry {i} records {i * 3} crates of tin for the port of Amsel. It was signed by clerk {i % 17}."
+        for i in range(600)
+    ).encode()
+    uploaded: list[int] = []
+    uploading = threading.Thread(target=lambda: uploaded.append(httpx.post(
+        url + "/v1/documents", headers=headers, files={"file": ("ledger.txt", body)}, timeout=300).status_code))
+    uploading.start()
+    during = 0
+    while uploading.is_alive():
+        reply = httpx.post(url + "/v1/ask", headers=headers, json={"question": QUESTION}, timeout=300)
+        assert reply.status_code == 200 and "national security adviser" in reply.json()["text"]
+        during += uploading.is_alive()
+    uploading.join()
+    assert uploaded == [201]
+    assert during >= 3, during  # a question waiting for the whole upload would count at most one
+    reply = httpx.post(url + "/v1/ask", headers=headers, json={"question": "How many crates of tin does ledger entry 500 record?"})
+    assert "1500 crates of tin" in reply.json()["text"]
+    assert httpx.delete(url + "/v1/documents/ledger.txt", headers=headers, timeout=120).status_code == 200
+
+
 def test_questions_during_uploads_and_deletes_all_get_answers(served: dict[str, Any]) -> None:
     url, headers = served["url"], auth()
     statuses: list[int] = []

@@ -261,3 +261,11 @@ def test_a_bad_conversation_line_names_the_line_and_the_turn(tmp_path: Path) -> 
     result = CliRunner().invoke(main, ["eval", "--gold", str(conversations)])
     assert result.exit_code == 1
     assert "line 2: turn 1:" in result.output and "answers" in result.output
+
+
+def test_judge_scores_outside_one_to_five_are_not_counted() -> None:
+    from qa.eval import _parse_score
+
+    assert _parse_score("4\nThe answer matches the reference.")[0] == 4.0
+    assert _parse_score("Score: 15 out of 5")[0] is None
+    assert _parse_score("I can't tell.")[0] is None
