@@ -39,13 +39,13 @@ def test_eval_json_prints_every_metric_and_writes_the_run_folder(indexed: Path, 
 
 
 def test_a_broken_setting_fails_the_gate_naming_the_metrics_that_fell(indexed: Path, tmp_path: Path) -> None:
-    floors = ["--min", "retrieval_hit_at_k=0.95", "--min", "answer_contains=0.90", "--min", "abstain_recall=0.30"]
+    floors = ["--min", "retrieval_hit_at_k=0.95", "--min", "answer_contains=0.90", "--min", "abstain_recall=0.17"]
     ok = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "a"), *floors])
     assert ok.exit_code == 0, ok.output
     broken = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "b"), "--baseline", "--k", "1", *floors])
     assert broken.exit_code == 1
     assert "Quality gate failed" in broken.output
-    assert "abstain_recall 0 < 0.3" in broken.output and "answer_contains" in broken.output
+    assert "abstain_recall 0 < 0.17" in broken.output and "answer_contains" in broken.output
 
 
 def test_compare_shows_changes_and_items_that_flipped(indexed: Path, tmp_path: Path) -> None:

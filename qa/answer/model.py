@@ -19,7 +19,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "0b12da24f9c8ac25b7e014332c699e5abd8736f69dba005c06c32ea2b2673ac3"
+ARTIFACT_SHA256 = "1cfecb0da47c1b7f859859bf5f0db4c20174e656ece4810c8da791c539544670"
 
 
 @dataclass(frozen=True)
