@@ -24,7 +24,7 @@ from qa import Engine, Settings, StoreError
 
 pytestmark = pytest.mark.integration
 
-QUESTIONS = ["What is Mark Sedwill's job?", "How many US diplomats will Russia expel?", "Who is the Russian President?"]
+QUESTIONS = ["What is Mark Sedwill's job?", "How many US diplomats will Russia expel?", "Which US consulate did Moscow close?"]
 
 
 def _corpus(folder: Path, copies: int) -> Path:

@@ -1,4 +1,4 @@
-"""Does a question lean on the previous one ("What did he say?"), or stand alone ("Who is the president of France?")?
+"""Does a question lean on the previous one ("What did he say?"), or stand alone ("Where is the head office?")?
 
 A logistic regression over the features below, fitted by `make train` on `eval/fit/follow_ups.jsonl`
 (question pairs written for fitting). The pronoun and connective lists are English closed classes
