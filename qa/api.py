@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qa.errors import ConfigError, IndexMissingError, InputError, QAError, StoreError
+from qa.errors import ConfigError, IndexMissingError, InputError, QAError, QuestionTooLongError, StoreError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -69,8 +69,10 @@ def api_error(exc: BaseException, settings: "Settings") -> ApiError:
     """Our errors by type, to the status a client can act on; anything else is a 500 without details."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, QuestionTooLongError):
+        return ApiError(413, str(exc), code="question_too_long")
     if isinstance(exc, InputError):
-        if "too long" in str(exc) or "over the" in str(exc):
+        if "over the" in str(exc):  # an upload over QA_MAX_UPLOAD_MB (qa.ui.save_upload)
             return ApiError(413, str(exc), code="too_large")
         return ApiError(400, str(exc), code="invalid_input")
     if isinstance(exc, ConfigError):
@@ -430,11 +432,7 @@ class Service:
         return self.settings.data_dir / "uploads" / collection
 
     def question(self, text: str) -> str:
-        if isinstance(text, str) and len(text) > self.settings.max_question_chars:
-            raise ApiError(
-                413, f"The question is too long ({len(text):,} characters; the limit is {self.settings.max_question_chars:,}).",
-                code="question_too_long",
-            )
+        """The engine's cleaned question; an over-long one is a 413 (`api_error`), an empty one a 400."""
         from qa.engine import clean_question
 
         return clean_question(text, limit=self.settings.max_question_chars)
