@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from qa.errors import ConfigError, IndexMissingError, InputError, QAError, QuestionTooLongError, StoreError
+from qa.errors import ConfigError, IndexMissingError, InputError, QAError, StoreError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -67,6 +67,8 @@ class ApiError(Exception):
 
 def api_error(exc: BaseException, settings: "Settings") -> ApiError:
     """Our errors by type, to the status a client can act on; anything else is a 500 without details."""
+    from qa.errors import QuestionTooLongError
+
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, QuestionTooLongError):

@@ -12,16 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa.errors import (
-    ConfigError,
-    EmptyQuestionError,
-    IndexMissingError,
-    InputError,
-    LLMError,
-    QAError,
-    QuestionTooLongError,
-    StoreError,
-)
+from qa.errors import IndexMissingError, InputError, LLMError, QAError, StoreError
 from qa.querylog import logged
 from qa.settings import Settings
 from qa.types import Answer, Chunk, IngestReport
@@ -55,6 +46,8 @@ def _ms(start: float, end: float) -> float:
 
 def clean_question(question: str, *, limit: int) -> str:
     """Strip control characters and outer space; refuse empty or over-long questions."""
+    from qa.errors import EmptyQuestionError, QuestionTooLongError
+
     if not isinstance(question, str):
         raise InputError("The question must be text.")
     if len(question) > limit:
@@ -144,6 +137,7 @@ class Engine:
         the engine class (a subclass's own arguments). The engine owns the reader/writer gate: writes
         go through `writing()`, and questions keep the last complete index until a write ends.
         """
+        from qa.errors import ConfigError
         from qa.settings import check_collection_name, load_settings
         from qa.store import probe_unlocked
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -51,7 +50,7 @@ class Chunk:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Chunk:
+    def from_dict(cls, data: dict[str, Any]) -> Chunk:
         known = _known(cls, data)
         known["sentences"] = tuple(Sentence(int(x["start"]), int(x["end"])) for x in known.get("sentences", ()))
         return cls(**known)
@@ -104,7 +103,7 @@ class Citation:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Citation:
+    def from_dict(cls, data: dict[str, Any]) -> Citation:
         """The citation `to_dict()` wrote (`plain_quote` is derived, so it is dropped); a missing `score` is 0."""
         known = _known(cls, data)
         known.setdefault("score", 0.0)
@@ -143,12 +142,11 @@ def describe_location(page: int | None, section: str, paragraph: int, *, slide: 
     return ", ".join(parts)
 
 
-def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
     """The keys of `data` that are fields of dataclass `cls` (derived keys such as `plain_quote` dropped)."""
-    if not isinstance(data, Mapping):
+    if not isinstance(data, dict):
         raise ValueError(f"a {cls.__name__} needs a JSON object, not {type(data).__name__}")
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in data.items() if k in names}
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
 
 
 def folder_name(root: str) -> str:
@@ -181,7 +179,7 @@ class UnsupportedSentence:
         return {**asdict(self), "missing": list(self.missing)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> UnsupportedSentence:
+    def from_dict(cls, data: dict[str, Any]) -> UnsupportedSentence:
         known = _known(cls, data)
         known["missing"] = tuple(known.get("missing", ()))
         return cls(**known)
@@ -236,13 +234,13 @@ class Answer:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Answer:
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
         """The Answer `to_dict()` describes (with `retrieved` and `prompts` when it carried them).
 
         What a front end gets back as JSON (a Slack button, the API, a results file) becomes an Answer
         again; keys `to_dict` never writes are ignored, missing ones take their defaults.
         """
-        if not isinstance(data, Mapping) or not isinstance(data.get("text", ""), str):
+        if not isinstance(data, dict) or not isinstance(data.get("text", ""), str):
             raise ValueError("an Answer needs a JSON object with a `text` string")
         return cls(
             text=str(data.get("text", "")),
