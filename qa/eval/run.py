@@ -113,7 +113,7 @@ def answerability_auroc(records: Sequence[dict[str, Any]]) -> float | None:
     neg = [c for c, a in scored if not a]
     if not pos or not neg:
         return None
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    wins = float(sum((p > n) + 0.5 * (p == n) for p in pos for n in neg))
     return round(wins / (len(pos) * len(neg)), 4)
 
 
