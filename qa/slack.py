@@ -22,6 +22,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import click
 
+from qa.engine import clean_question
 from qa.errors import (
     ConfigError,
     EmptyQuestionError,
@@ -31,7 +32,6 @@ from qa.errors import (
     QuestionTooLongError,
     friendly_errors,
 )
-from qa.engine import clean_question
 from qa.feedback import record_feedback
 from qa.slack_render import (
     EMPTY_QUESTION_TEXT,
