@@ -85,6 +85,10 @@ def friendly_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except QAError as exc:
+            if os.environ.get("QA_DEBUG") == "1" and exc.__cause__ is not None:
+                import traceback
+
+                traceback.print_exception(exc)  # with its cause: what Chroma, the network or the OS said
             raise click.ClickException(str(exc)) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
