@@ -472,12 +472,14 @@ class ChromaStore:
         self.seen_generation = str(self._meta.get("generation", "none"))
 
     def _collection(self, kind: str) -> Any:
+        from chromadb.errors import InvalidArgumentError
+
         name = f"{self.settings.collection}-{kind}"
         try:
             return self.client.get_or_create_collection(
                 name=name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
-        except ValueError as exc:
+        except (ValueError, InvalidArgumentError) as exc:  # names are checked in Settings; this is the backstop
             raise ConfigError(f"Bad QA_COLLECTION {self.settings.collection!r}: {exc}") from exc
 
     def _check_model(self) -> None:
