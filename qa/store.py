@@ -52,7 +52,6 @@ _PAGE = 10_000  # records per page when reading a whole collection
 # A writer on another machine (a shared Chroma server) can't be probed through its lock file: its
 # marker counts as live while its heartbeat, renewed at every write batch, is younger than this.
 WRITER_STALE_S = 600.0
-# Sentence vectors per chunk record: never more than this many sentences to a chunk.
 _KINDS = ("chunks", "sentences")
 
 # Embedding models by `QA_EMBED_MODEL`: the name recorded in the index, and the vector size.
@@ -61,13 +60,15 @@ _MODELS: dict[str, tuple[str, int | None]] = {
     "minilm": ("all-MiniLM-L6-v2", 384),
     "minilm-torch": ("all-MiniLM-L6-v2", 384),
 }
-_OPENAI_DIMS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
 
 
 def embedding_model(settings: Settings) -> tuple[str, int | None]:
-    """The embedding model these settings embed with, as recorded in an index: name and dimension (None if unknown)."""
+    """The embedding model these settings embed with, as recorded in an index: name and dimension (None if unknown).
+
+    An OpenAI-compatible server's dimension is whatever it returns: recorded from the first vectors written.
+    """
     if settings.embed_model == "openai":
-        return f"openai:{settings.openai_embed_model}", _OPENAI_DIMS.get(settings.openai_embed_model)
+        return f"openai:{settings.openai_embed_model}", None
     return _MODELS.get(settings.embed_model, (settings.embed_model, None))
 
 
