@@ -90,7 +90,10 @@ def store_error_types() -> tuple[type[BaseException], ...]:
 
 def _unwritable(path: Path) -> bool:
     """Whether the embedded store at `path` (or a file in it) can't be written by this process."""
-    files = [path, *(p for p in path.glob("**/*") if p.is_file())] if path.exists() else [path.parent]
+    if not path.exists():
+        existing = next((p for p in path.parents if p.exists()), None)
+        return existing is not None and not os.access(existing, os.W_OK)
+    files = [path, *(p for p in path.glob("**/*") if p.is_file())]
     return any(not os.access(p, os.W_OK) for p in files[:1000])
 
 
@@ -123,9 +126,12 @@ def chroma_errors(settings: Settings) -> Iterator[None]:
     except StoreError:
         raise
     except Exception as exc:
-        if not isinstance(exc, store_error_types()):
-            raise
-        raise store_error(settings, exc) from exc
+        types = store_error_types()
+        # chromadb re-raises a refused connection as a plain ValueError, raised while handling httpx's error.
+        inner = exc.__cause__ or exc.__context__
+        if isinstance(exc, types) or (isinstance(exc, ValueError) and isinstance(inner, types)):
+            raise store_error(settings, exc) from exc
+        raise
 
 
 def writer_lock_path(settings: Settings) -> Path:
