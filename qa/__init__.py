@@ -11,6 +11,7 @@ from __future__ import annotations
 from qa.engine import Engine
 from qa.errors import (
     ConfigError,
+    EmbeddingMismatchError,
     IndexMissingError,
     InputError,
     LLMAuthError,
@@ -31,6 +32,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "ConfigError",
+    "EmbeddingMismatchError",
     "Engine",
     "IndexMissingError",
     "IngestReport",
