@@ -168,3 +168,16 @@ def test_an_engine_on_the_store_ingests_and_answers_with_citations(make_store: C
     assert answer.citations and all(text[c.start : c.end] == c.quote for c in answer.citations)
     assert engine.ingest(SEEDS).chunks_embedded == 0  # unchanged: nothing embedded again
     assert engine.delete_document(SEED_FILE.name) and store.count() == 0
+
+
+def test_qa_check_finds_a_chunk_that_lost_a_sentence_vector(make_store: Callable[[], Store]) -> None:
+    from qa.check import inspect
+
+    store = make_store()
+    chunks = [_chunk(0), _chunk(1), _chunk(2, source="b.txt")]
+    store.add(chunks, _vectors(chunks), root="/docs")
+    assert inspect(store).healthy and inspect(store).summary() == "3 chunks and 6 sentences, every vector and text readable."
+    store.delete_sentences([f"{chunks[1].id}:0"])
+    found = inspect(store)
+    assert found.chunks_lacking_sentences == [chunks[1].id] and found.roots == ["/docs"]
+    assert found.damaged_chunks == {chunks[1].id} and not found.healthy
