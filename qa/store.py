@@ -101,7 +101,14 @@ def store_error(settings: Settings, exc: BaseException) -> StoreError:
     """The one-line StoreError for a failure of the store (`exc` is Chroma's, SQLite's, the OS's or the network's)."""
     name = type(exc).__name__
     text = str(exc).splitlines()[0] if str(exc) else name
-    if settings.chroma_host and not isinstance(exc, sqlite3.Error):
+    from chromadb.errors import ChromaError
+
+    if settings.chroma_host and isinstance(exc, ChromaError):  # the server answered, with an error
+        return StoreError(
+            f"The Chroma server at http://{settings.chroma_host}:{settings.chroma_port} failed: {text} ({name}). "
+            "Run `qa check` to see what is damaged."
+        )
+    if settings.chroma_host and not isinstance(exc, sqlite3.Error):  # the network: refused, reset, timed out
         return StoreError(
             f"Cannot reach the Chroma server at http://{settings.chroma_host}:{settings.chroma_port} ({name}). "
             f"Start it with `chroma run --path DIR --host {settings.chroma_host} --port {settings.chroma_port}` "
