@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality stress constraints train llm-local run-llm test-llm
+.PHONY: install index run test ask clean chromium bench quality stress constraints train train-reader llm-local run-llm test-llm
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: install chromium
 # A rebuilt file has a new sha256 only if the data or features changed: update ARTIFACT_SHA256 in qa/answer/model.py.
 train: install
 	nice -n 10 $(BIN)/python -m qa.answer.train
+
+# The reader (qa/answer/reader.safetensors, issue 18): a cross-encoder's top two MiniLM layers and head, trained on
+# squad2-train-19 with torch on CPU, and its figures against today's score (bench/results/reader.json); seeded,
+# ~25 min on 2 shared cores. A rebuilt file has a new sha256: update ARTIFACT_SHA256 in qa/answer/reader.py.
+train-reader: install
+	nice -n 10 $(BIN)/python -m qa.answer.reader_train
 
 # Every test set, ours beside the dense top-1 baseline of the same run (~5 min; not part of `make test`)
 SQUAD := ../shared/benchmarks/squad2-dev-8
