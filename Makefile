@@ -53,9 +53,9 @@ test: install chromium
 train: install
 	nice -n 10 $(BIN)/python -m qa.answer.train
 
-# The reader (qa/answer/reader.safetensors, issue 18): a cross-encoder's top two MiniLM layers and head, trained on
-# squad2-train-19 with torch on CPU, and its figures against today's score (bench/results/reader.json); seeded,
-# ~25 min on 2 shared cores. A rebuilt file has a new sha256: update ARTIFACT_SHA256 in qa/answer/reader.py.
+# The reader (qa/answer/reader.safetensors, issue 18; tried, not shipped: eval/README.md): a cross-encoder's top two
+# MiniLM layers and head, trained on half of squad2-train-19's articles with torch on CPU, and its figures against
+# today's score on the other half (bench/results/reader.json); seeded, ~47 min on 2 busy shared cores.
 train-reader: install
 	nice -n 10 $(BIN)/python -m qa.answer.reader_train
 
