@@ -289,14 +289,13 @@ class Support:
         sentences = self.passages[index].sentences
         wanted = set(lexical_terms(claim, self.stemmer))
         total = sum(self.stats.idf(t) for t in wanted) or 1.0
-        prior = [s.dense for s in sentences]
         best, best_score, best_rank = 0, 0.0, -math.inf
-        for si, terms in enumerate(s.terms for s in sentences):
-            shared = wanted & terms
-            score = 0.85 * sum(self.stats.idf(t) for t in shared) / total + 0.15 * len(shared) / max(len(terms), 1)
-            rank = score + 0.001 * (prior[si] if si < len(prior) else 0.0)
+        for sentence in sentences:
+            shared = wanted & sentence.terms
+            score = 0.85 * sum(self.stats.idf(t) for t in shared) / total + 0.15 * len(shared) / max(len(sentence.terms), 1)
+            rank = score + 0.001 * sentence.dense
             if rank > best_rank:
-                best, best_score, best_rank = si, score, rank
+                best, best_score, best_rank = sentence.index, score, rank
         return best, best_score
 
 

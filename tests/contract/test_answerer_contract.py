@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: the loopback fake servers
 
-from conftest import SEEDS  # noqa: E402
 from fake_openai import FakeOpenAI, Reply, fake_openai, fake_openai_server  # noqa: E402,F401 - fixtures
 
 from qa import Answer, Engine, Settings  # noqa: E402
@@ -29,6 +28,7 @@ from qa.passages import Passages  # noqa: E402
 from qa.prompts import NO_ANSWER  # noqa: E402
 from qa.types import MARKER, marker_numbers  # noqa: E402
 
+SEEDS = Path(__file__).resolve().parents[2] / "seeds"
 JOB = "What is Mark Sedwill's job?"
 FOLLOW_UP = "Which country does he work for?"
 MODEL_ANSWER = "Mark Sedwill is Britain's national security adviser [1]."
