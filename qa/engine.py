@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa.answer.followup import follow_up_context, user_turns
 from qa.errors import IndexMissingError, InputError, StoreError
 from qa.querylog import logged
 from qa.settings import Settings
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
-__all__ = ["Engine", "clean_question", "follow_up_context", "user_turns"]
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _EMBED_GROUP = 256  # chunks embedded and written per step: a killed ingest loses at most one step
 
@@ -57,6 +55,15 @@ def clean_question(question: str, *, limit: int) -> str:
     if not cleaned:
         raise InputError("The question is empty: type a question about the documents.")
     return cleaned
+
+
+def __getattr__(name: str) -> Any:
+    # `follow_up_context` and `user_turns` live in qa/answer/followup.py now; loaded on use (NumPy), not by `qa --help`
+    if name in ("follow_up_context", "user_turns"):
+        from qa.answer import followup
+
+        return getattr(followup, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Engine:
