@@ -89,7 +89,7 @@ def api_error(exc: BaseException, settings: "Settings") -> ApiError:
 # -- Markdown: documents are untrusted, so their text can't become links, images or HTML ------------
 
 _MD_SPECIAL = frozenset("\\`*_{}[]()<>#|~!&")
-_OPEN_MARKER = re.compile(r"\[\d{0,3}$")
+_OPEN_MARKER = re.compile(r"\[[\d\s,;]{0,24}$")  # what may still become a `MARKER` when the next delta comes
 
 
 def escape_markdown(text: str) -> str:

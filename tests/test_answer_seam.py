@@ -46,3 +46,14 @@ def test_one_marker_pattern_finds_and_strips_what_answers_contain() -> None:
     text = "Sixty diplomats [1]. Later [2, 3] and [ 4 ]; not a year (2018) or a link [docs](x)."
     assert [m.group(0) for m in MARKER.finditer(text)] == ["[1]", "[2, 3]", "[ 4 ]"]
     assert strip_markers(text) == "Sixty diplomats. Later and; not a year (2018) or a link [docs](x)."
+
+
+def test_api_markdown_keeps_every_marker_live_however_the_stream_splits_it() -> None:
+    from qa.api import MarkdownStream, escape_markdown
+
+    text = "Sixty diplomats [1, 2] and *more* [3]; not [this](http://x)."
+    whole = escape_markdown(text)
+    assert whole == r"Sixty diplomats [1, 2] and \*more\* [3]; not \[this\]\(http://x\)."
+    for cut in range(1, len(text)):
+        stream = MarkdownStream()
+        assert stream.feed(text[:cut]) + stream.feed(text[cut:]) + stream.flush() == whole, cut
