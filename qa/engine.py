@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa.errors import IndexMissingError, InputError, StoreError
+from qa.errors import IndexMissingError, InputError, QAError, StoreError
 from qa.querylog import logged
 from qa.settings import Settings
 from qa.types import Answer, Chunk, IngestReport
