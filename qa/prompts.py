@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import PromptError
-from qa.types import Chunk
+from qa.types import Chunk, strip_markers
 
 Message = dict[str, str]
 
@@ -34,7 +34,6 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DELIMITERS = ("documents", "passage", "question", "conversation", "follow_up")
 # "<", full-width "＜" and small "﹤" followed by an optional "/" and one of our tag names; also "<|" chat-template tokens.
 _DELIMITER_LIKE = re.compile(r"[<\uff1c\ufe64](?=\s*/?\s*(?:" + "|".join(_DELIMITERS) + r")\b)|<(?=\|)", re.IGNORECASE)
-_MARKER = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
 
 
 def fill(template: str, values: Mapping[str, str], *, name: str = "template") -> str:
@@ -148,7 +147,7 @@ def format_history(history: Iterable[Message | str]) -> str:
             continue
         if role not in ("user", "assistant"):
             continue
-        text = " ".join(_MARKER.sub("", content).split())
+        text = strip_markers(content)
         if not text:
             continue
         if len(text) > HISTORY_CHARS:
