@@ -1,0 +1,59 @@
+"""A deterministic fake embedder for tests that don't measure quality (`QA_EMBED_MODEL=fake`).
+
+Each word (lower-cased, a few English function words left out) is hashed to one of 384 dimensions
+with a sign, and the sum is L2-normalised: texts sharing words have a positive cosine, so lexical
+overlap still retrieves, and nothing loads but NumPy and the bundled tokenizer (whose counts keep
+the chunks identical to the real model's). It knows no synonyms, so it is never a user's model: only
+the exact setting picks it, `qa info` names it, and it is not offered among the choices an error lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from qa.embed.tokens import Tokens
+
+DIMENSIONS = 384
+_WORD = re.compile(r"\w+")
+# Words that would make every pair of sentences look alike (a fixed list: nothing is fitted here).
+_SKIP = frozenset(
+    "a an and are as at be by did do does for from had has have he her his how i in is it its of on or she "
+    "that the their them they this to was were what when where which who whom why will with you".split()
+)
+
+
+def _slot(word: str) -> tuple[int, float]:
+    digest = hashlib.blake2b(word.encode("utf-8"), digest_size=4).digest()
+    value = int.from_bytes(digest, "little")
+    return value % DIMENSIONS, 1.0 if value & (1 << 31) else -1.0
+
+
+class FakeEmbedder:
+    """Hashed bag of words: the same text always gives the same unit vector, in microseconds."""
+
+    name = "fake (hashed words, tests only)"
+
+    def __init__(self, model_dir: Path) -> None:
+        self.tokens = Tokens(model_dir)
+        self._slots: dict[str, tuple[int, float]] = {}
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return self.tokens.count(texts)
+
+    def embed(self, texts: list[str], *, batch_size: int = 64) -> np.ndarray:
+        vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = [w for w in _WORD.findall(text.lower()) if w not in _SKIP] or _WORD.findall(text.lower())
+            for word in words:
+                slot = self._slots.get(word)
+                if slot is None:
+                    slot = self._slots[word] = _slot(word)
+                vectors[row, slot[0]] += slot[1]
+            if not words:  # no word at all (punctuation, emoji): a fixed direction, still a unit vector
+                vectors[row, 0] = 1.0
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
