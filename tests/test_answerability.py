@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from qa import Engine, Settings
+
+pytestmark = pytest.mark.real_model  # the fitted score reads dense similarities: it is measured with the real model
 from qa.answer.model import ARTIFACT, ARTIFACT_SHA256, load_artifact
 from qa.engine import follow_up_context
 from qa.errors import ConfigError
