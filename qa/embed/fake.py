@@ -53,7 +53,7 @@ class FakeEmbedder:
     name = "fake (hashed words, tests only)"
 
     def __init__(self, model_dir: Path) -> None:
-        import Stemmer  # type: ignore[import-not-found]
+        import Stemmer
 
         self.tokens = Tokens(model_dir)
         self._stem = Stemmer.Stemmer("english").stemWord
