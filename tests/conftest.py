@@ -116,3 +116,26 @@ def shared_seed_engine(_seed_indexes: dict[str, Any], tmp_path_factory: pytest.T
 
 def load_gold(path: Path = GOLD) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+
+# `make test` runs `pytest -n 3 --dist loadgroup` (pytest-xdist): each module is one group, run whole by one
+# worker so its module-scoped servers and indexes start once; the slow modules whose fixtures are all per
+# test (or the per-worker session seed index) are left ungrouped, so their tests spread over the workers.
+# The slow ones are handed out first, so no worker ends with a long module alone. Order and placement
+# only: every test still runs once. Update from `pytest --durations=0` when a module grows slow.
+SLOW_MODULES_FIRST = (
+    "test_store_check.py", "test_secrets.py", "test_embed.py", "test_writer_lock.py", "test_eval.py", "test_api.py",
+    "test_store_model.py", "test_hostile_input.py", "test_answerability.py", "test_service_limits.py",
+    "test_store_faults.py", "test_hostile_questions.py", "test_ui_browser.py",
+)
+SPREAD_MODULES = {"test_store_check.py", "test_secrets.py", "test_writer_lock.py", "test_eval.py", "test_store_model.py"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a module is kept
+    for item in items:
+        if item.path.name not in SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
