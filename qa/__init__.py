@@ -1,7 +1,7 @@
 """qa: grounded question answering over your documents, with checkable citations.
 
     from qa import Engine
-    engine = Engine.from_settings()
+    engine = Engine.open()
     engine.ingest("seeds/")
     answer = engine.ask("Who is the UN Secretary General mentioned?")
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from qa.engine import Engine
 from qa.errors import (
     ConfigError,
+    EmptyQuestionError,
     IndexMissingError,
     InputError,
     LLMAuthError,
@@ -18,6 +19,7 @@ from qa.errors import (
     LLMUnavailableError,
     PromptError,
     QAError,
+    QuestionTooLongError,
     StoreBusyError,
     StoreError,
 )
@@ -31,6 +33,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "ConfigError",
+    "EmptyQuestionError",
     "Engine",
     "IndexMissingError",
     "IngestReport",
@@ -40,6 +43,7 @@ __all__ = [
     "LLMUnavailableError",
     "PromptError",
     "QAError",
+    "QuestionTooLongError",
     "Settings",
     "StoreBusyError",
     "StoreError",

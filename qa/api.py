@@ -67,10 +67,14 @@ class ApiError(Exception):
 
 def api_error(exc: BaseException, settings: "Settings") -> ApiError:
     """Our errors by type, to the status a client can act on; anything else is a 500 without details."""
+    from qa.errors import QuestionTooLongError
+
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, QuestionTooLongError):
+        return ApiError(413, str(exc), code="question_too_long")
     if isinstance(exc, InputError):
-        if "too long" in str(exc) or "over the" in str(exc):
+        if "over the" in str(exc):  # an upload over QA_MAX_UPLOAD_MB (qa.ui.save_upload)
             return ApiError(413, str(exc), code="too_large")
         return ApiError(400, str(exc), code="invalid_input")
     if isinstance(exc, ConfigError):
@@ -252,8 +256,8 @@ class Slots:
         self._waiting += 1
         try:
             await asyncio.wait_for(self.semaphore.acquire(), timeout=self._timeout)
-        except TimeoutError:
-            raise busy from None
+        except TimeoutError as exc:
+            raise busy from exc
         finally:
             self._waiting -= 1
 
@@ -262,33 +266,24 @@ class Slots:
 
 
 class ClientRate:
-    """A token bucket per client: `burst` requests at once, refilled at `per_minute`; 0 turns it off.
+    """`qa serve`'s per-client limit: `qa/ratelimit.py`'s token bucket (the chat page's), answering as the API does.
 
-    The same idea as the chat page's per-client limit; the client is the API key when keys are set
-    (several users behind one proxy address stay apart), else the peer address.
+    The client is the API key when keys are set (several users behind one proxy address stay apart),
+    else the peer address; past the limit, 429 in OpenAI's error shape with `Retry-After`.
     """
 
     def __init__(self, per_minute: float, burst: int, *, max_clients: int = 10_000) -> None:
-        self.rate, self.burst, self.max_clients = per_minute / 60.0, max(1, int(burst)), max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+        from qa.ratelimit import RateLimiter
+
+        self.limiter = RateLimiter(per_minute, burst, max_clients=max_clients)
 
     def check(self, client: str) -> None:
-        if self.rate <= 0:
-            return
-        now = time.monotonic()
-        with self._lock:
-            tokens, updated = self._buckets.pop(client, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
-            allowed = tokens >= 1.0
-            self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
-            while len(self._buckets) > self.max_clients:  # the longest idle first (dicts keep insertion order)
-                del self._buckets[next(iter(self._buckets))]
+        allowed, wait = self.limiter.allow(client)
         if not allowed:
-            wait = max(1, math.ceil((1.0 - tokens) / self.rate))
+            seconds = max(1, math.ceil(wait))
             raise ApiError(
-                429, f"Too many requests from this client; retry in {wait} s.", type="rate_limit_error",
-                code="rate_limited", headers={"Retry-After": str(wait)},
+                429, f"Too many requests from this client; retry in {seconds} s.", type="rate_limit_error",
+                code="rate_limited", headers={"Retry-After": str(seconds)},
             )
 
 
@@ -422,7 +417,7 @@ class Service:
         try:
             check_collection_name(name)
         except ConfigError as exc:
-            raise ApiError(400, str(exc), code="invalid_collection", param=param) from None
+            raise ApiError(400, str(exc), code="invalid_collection", param=param) from exc
         if must_exist and name not in self.engine.collections():
             known = ", ".join(self.engine.collections()) or "none yet"
             raise ApiError(
@@ -439,11 +434,7 @@ class Service:
         return self.settings.data_dir / "uploads" / collection
 
     def question(self, text: str) -> str:
-        if isinstance(text, str) and len(text) > self.settings.max_question_chars:
-            raise ApiError(
-                413, f"The question is too long ({len(text):,} characters; the limit is {self.settings.max_question_chars:,}).",
-                code="question_too_long",
-            )
+        """The engine's cleaned question; an over-long one is a 413 (`api_error`), an empty one a 400."""
         from qa.engine import clean_question
 
         return clean_question(text, limit=self.settings.max_question_chars)
@@ -455,10 +446,7 @@ class Service:
         return stream, first
 
     def count_tokens(self, texts: list[str]) -> int:
-        texts = [t for t in texts if t]
-        if not texts:
-            return 0
-        return int(sum(self.engine.embedder.count_tokens(texts)))
+        return self.engine.count_tokens(texts)
 
 
 def _text_of(content: Any) -> str:
@@ -493,8 +481,11 @@ def build_app(engine: "Engine") -> "FastAPI":
         version="0.1.0",
         description="Grounded answers from your documents, with checkable citations. OpenAI-compatible chat; "
         "`model` names a collection.",
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: ours serves its own copy
+        redoc_url=None,
     )
     app.state.service = service
+    add_docs(app)
 
     def error_response(exc: BaseException) -> JSONResponse:
         error = api_error(exc, settings)
@@ -701,7 +692,7 @@ def build_app(engine: "Engine") -> "FastAPI":
             try:
                 path = scratch / safe_filename(file.filename or "upload")
             except InputError as exc:
-                raise ApiError(415, f"{file.filename}: {exc}", code="unsupported_file_type") from None
+                raise ApiError(415, f"{file.filename}: {exc}", code="unsupported_file_type") from exc
             with open(path, "wb") as fh:
                 await run_in_threadpool(shutil.copyfileobj, file.file, fh)
             await file.close()
@@ -715,7 +706,7 @@ def build_app(engine: "Engine") -> "FastAPI":
             try:
                 saved, report = await run_in_threadpool(save_and_index)
             except InputError as exc:
-                raise api_error(InputError(f"{file.filename}: {exc}"), settings) from None
+                raise api_error(InputError(f"{file.filename}: {exc}"), settings) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         if saved in report.skipped:
@@ -812,7 +803,7 @@ def build_app(engine: "Engine") -> "FastAPI":
     async def healthz() -> JSONResponse:
         """200 when the store answers and the default collection has an index; 503 saying what is wrong."""
         try:
-            chunks = await run_in_threadpool(engine.store.count)
+            chunks = await run_in_threadpool(engine.chunk_count)
         except QAError as exc:
             return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
         body = {"status": "ok" if chunks else "error", "store": settings.describe_store(),
@@ -833,6 +824,44 @@ def build_app(engine: "Engine") -> "FastAPI":
     wrapped = Timing(limited, metrics=service.metrics)
     app.state.asgi = wrapped
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def add_docs(app: "FastAPI") -> None:
+    """`/docs`: Swagger UI on `/openapi.json`, its script, style and icon served by this app (works offline).
+
+    The files come from the `swagger-ui-py` wheel (a pinned dependency shipping Swagger UI 5, which
+    reads FastAPI's OpenAPI 3.1), not from a CDN, so the page works on a machine without internet
+    access and loads nothing from a third party.
+    """
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from starlette.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_assets())), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title}: API docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+
+def swagger_ui_assets() -> Path:
+    """The folder of Swagger UI's files inside the `swagger-ui-py` wheel (found without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("swagger_ui")
+    folder = Path(next(iter(spec.submodule_search_locations or []), "")) / "static" if spec else None
+    if folder is None or not (folder / "swagger-ui-bundle.js").is_file():
+        raise ConfigError("`qa serve` needs swagger-ui-py for its /docs page: run `make install`.")
+    return folder
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
@@ -860,7 +889,8 @@ def check_bind(host: str, settings: "Settings") -> None:
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to serve on.")
 def serve_command(host: str, port: int) -> None:
     """Serve the HTTP API: OpenAI-compatible chat, /v1/ask, documents, /healthz, /metrics, /docs."""
-    from qa.cli import _engine, friendly_errors
+    from qa.engine import Engine
+    from qa.errors import friendly_errors
 
     @friendly_errors
     def run() -> None:
@@ -868,7 +898,7 @@ def serve_command(host: str, port: int) -> None:
 
         import uvicorn
 
-        engine = _engine()
+        engine = Engine.open()
         check_bind(host, engine.settings)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -877,13 +907,11 @@ def serve_command(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise ConfigError(f"Can't serve on {host}:{port} ({exc.strerror or exc}). Stop the other server or pass --port.") from None
+            raise ConfigError(f"Can't serve on {host}:{port} ({exc.strerror or exc}). Stop the other server or pass --port.") from exc
         click.echo("Loading the model and index…", err=True)
-        from qa.ui import warm
-
-        warm(engine)
+        engine.warm_up()
         try:
-            if not engine.store.count():
+            if engine.is_empty():
                 click.echo(f"warning: nothing indexed yet; run `qa ingest {engine.settings.seeds_dir}` or upload documents.", err=True)
         except QAError as exc:  # e.g. the Chroma server is down: serve anyway, /healthz says 503 until it is back
             click.echo(f"warning: {exc}", err=True)

@@ -202,9 +202,9 @@ def repair(engine: Engine, found: Findings) -> list[str]:
     with engine.writing(command="qa check --repair"):
         roots = list(found.roots)
         if found.problem:
-            from qa.cli import _check_store_not_locked
+            from qa.store import probe_unlocked
 
-            _check_store_not_locked(settings)  # a store that hangs because another process holds it is left alone
+            probe_unlocked(settings)  # a store that hangs because another process holds it is left alone
             roots = roots or _roots_from_sqlite(settings) or [str(settings.seeds_dir.resolve())]
             lines.append(_set_aside(engine))
         else:
@@ -274,11 +274,12 @@ def _chunks_from_missing_folders(engine: Engine, found: Findings, roots: list[st
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def check_command(do_repair: bool, as_json: bool) -> None:
     """Read every stored chunk and sentence back with its vector and text; --repair fixes what is damaged."""
-    from qa.cli import _settings, friendly_errors
+    from qa.errors import friendly_errors
+    from qa.settings import load_settings
 
     @friendly_errors
     def run() -> None:
-        settings = _settings()
+        settings = load_settings()
         found = check_store(settings)
         if not do_repair or found.healthy:
             if as_json:
@@ -290,7 +291,7 @@ def check_command(do_repair: bool, as_json: bool) -> None:
             return
         from qa.engine import Engine
 
-        lines = repair(Engine(settings), found)
+        lines = repair(Engine.open(settings), found)
         after = check_store(settings)
         if as_json:
             click.echo(json.dumps({"before": found.to_dict(), "repairs": lines, "after": after.to_dict()}, indent=2))

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-F = TypeVar("F", bound=Callable[..., Any])
+from qa.errors import friendly_errors
+
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@'\"]+@")
 
 
@@ -25,92 +23,15 @@ class _CredentialFreeFormatter(logging.Formatter):
         return _URL_CREDENTIALS.sub("", super().format(record))
 
 
-def _settings() -> Any:
-    from pydantic import ValidationError
-
-    from qa.errors import ConfigError
-    from qa.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "QA_" + str(first["loc"][0]).upper() if first.get("loc") else "a QA_ setting"
-        raise ConfigError(f"Bad setting {name}: {first['msg']}.") from None
-
-
-# How long a command waits for another process to release the embedded store before saying so.
-STORE_LOCK_WAIT_S = 10.0
-
-
-def _check_store_not_locked(settings: Any) -> None:
-    """Fail in seconds with the store's one-line "locked" error, not after Chroma's 1000 s.
-
-    Chroma opens `chroma.sqlite3` with a fixed 1000 s busy timeout and writes to it as it starts, so
-    a store another process keeps locked (an open transaction in a database browser, a suspended
-    writer) would leave any command waiting silently for 16 minutes. Taking and at once releasing
-    the exclusive lock Chroma needs, with a short timeout, finds that out first. This must run before
-    Chroma opens the file in this process: closing this connection drops the process's POSIX locks
-    on the file, which then must not include any of Chroma's.
-    """
-    path = settings.store_path / "chroma.sqlite3"
-    if settings.chroma_host or not path.is_file():
-        return
-    import sqlite3
-
-    from qa.store import chroma_errors
-
-    with chroma_errors(settings):  # "database is locked" -> "... is locked by another process; retry in a moment."
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=STORE_LOCK_WAIT_S, isolation_level=None)
-        try:
-            conn.execute("BEGIN EXCLUSIVE")  # writes nothing; a read-only store passes and Chroma reports it
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-
-
 def _engine(collection: str | None = None, *, must_exist: bool = False) -> Any:
     from qa.engine import Engine
-    from qa.errors import ConfigError
 
-    settings = _settings()
-    _check_store_not_locked(settings)
-    engine = Engine(settings)
-    if collection and collection != settings.collection:
-        settings.collection_settings(collection)  # a bad name fails here, before Chroma sees it
-        if must_exist and collection not in engine.collections():
-            known = ", ".join(engine.collections()) or "none yet"
-            raise ConfigError(f"No collection {collection!r} (collections: {known}). Run `qa ingest DIR --collection {collection}` first.")
-        engine = engine.for_collection(collection)
-    return engine
+    return Engine.open(collection=collection, must_exist=must_exist)
 
 
 _collection_option = click.option(
     "-c", "--collection", default=None, help="Collection to use (default QA_COLLECTION); `qa collections` lists them."
 )
-
-
-def friendly_errors(func: F) -> F:
-    """QAError → `Error: message`, exit 1; anything else → one line too, unless QA_DEBUG=1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from qa.errors import QAError
-
-        try:
-            return func(*args, **kwargs)
-        except QAError as exc:
-            raise click.ClickException(str(exc)) from None
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            if os.environ.get("QA_DEBUG") == "1":
-                raise
-            raise click.ClickException(
-                f"Unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (set QA_DEBUG=1 for a traceback)"
-            ) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 class LazyGroup(click.Group):
@@ -137,7 +58,7 @@ class LazyGroup(click.Group):
             try:
                 module = importlib.import_module(module_name)
             except ModuleNotFoundError as exc:
-                raise click.ClickException(f"`qa {cmd_name}` needs {exc.name}: run `make install`.") from None
+                raise click.ClickException(f"`qa {cmd_name}` needs {exc.name}: run `make install`.") from exc
             command: click.Command = getattr(module, attribute)
             return command
         return super().get_command(ctx, cmd_name)
@@ -273,7 +194,7 @@ def info(as_json: bool) -> None:
 def collections(as_json: bool) -> None:
     """List the collections in the store, with their chunk counts."""
     engine = _engine()
-    rows = [{"name": name, "chunks": engine.for_collection(name).store.count(), "default": name == engine.settings.collection}
+    rows = [{"name": name, "chunks": engine.for_collection(name).chunk_count(), "default": name == engine.settings.collection}
             for name in engine.collections()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from qa.errors import IndexMissingError, InputError, LLMError, QAError, StoreError
 from qa.querylog import logged
 from qa.settings import Settings
-from qa.types import Answer, IngestReport
+from qa.types import Answer, Chunk, IngestReport
 
 if TYPE_CHECKING:
     from qa.answer.extractive import ExtractiveAnswerer
@@ -46,17 +46,20 @@ def _ms(start: float, end: float) -> float:
 
 def clean_question(question: str, *, limit: int) -> str:
     """Strip control characters and outer space; refuse empty or over-long questions."""
+    from qa.errors import EmptyQuestionError, QuestionTooLongError
+
     if not isinstance(question, str):
         raise InputError("The question must be text.")
     if len(question) > limit:
-        raise InputError(
-            f"The question is too long ({len(question):,} characters; the limit is {limit:,}, QA_MAX_QUESTION_CHARS)."
+        raise QuestionTooLongError(
+            f"The question is too long ({len(question):,} characters; the limit is {limit:,}, QA_MAX_QUESTION_CHARS).",
+            length=len(question), limit=limit,
         )
     question = _ANSI_ESCAPE.sub(" ", question)  # a pasted terminal colour code is not part of the question
     cleaned = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else " " for ch in question)
     cleaned = " ".join(cleaned.split())
     if not cleaned:
-        raise InputError("The question is empty: type a question about the documents.")
+        raise EmptyQuestionError("The question is empty: type a question about the documents.")
     return cleaned
 
 
@@ -121,6 +124,37 @@ class Engine:
         elif overrides:
             settings = settings.model_copy(update=overrides)
         return cls(settings)
+
+    @classmethod
+    def open(
+        cls, settings: Settings | None = None, *, collection: str | None = None, must_exist: bool = False, **options: Any
+    ) -> Engine:
+        """How every front end starts: settings validated (read from `QA_*` when None), the store's lock probed.
+
+        A store another process keeps locked fails here within QA_LOCK_WAIT seconds, with one line,
+        before Chroma would wait 1000 s. `collection` picks another collection than QA_COLLECTION;
+        with `must_exist`, an unknown one is a ConfigError listing those there are. `options` go to
+        the engine class (a subclass's own arguments). The engine owns the reader/writer gate: writes
+        go through `writing()`, and questions keep the last complete index until a write ends.
+        """
+        from qa.errors import ConfigError
+        from qa.settings import check_collection_name, load_settings
+        from qa.store import probe_unlocked
+
+        settings = load_settings() if settings is None else settings
+        check_collection_name(settings.collection)
+        settings.slack_collections()  # a malformed QA_SLACK_CHANNEL_COLLECTIONS fails at start, not on a message
+        probe_unlocked(settings)
+        engine = cls(settings, **options)
+        if collection and collection != settings.collection:
+            check_collection_name(collection)  # a bad name fails here, before Chroma sees it
+            if must_exist and collection not in engine.collections():
+                known = ", ".join(engine.collections()) or "none yet"
+                raise ConfigError(
+                    f"No collection {collection!r} (collections: {known}). Run `qa ingest DIR --collection {collection}` first."
+                )
+            engine = engine.for_collection(collection)
+        return engine
 
     def for_collection(self, name: str | None) -> Engine:
         """An engine on collection `name` (this one for None or its own), sharing the loaded model and answerers."""
@@ -587,4 +621,33 @@ class Engine:
             **({"llm_server": server_url(self.settings, shown=True)} if self.settings.llm_enabled else {}),
         }
 
+    # -- what front ends ask of the engine (they never reach into the store, model or answerers) ----
 
+    def chunk_count(self) -> int:
+        """Chunks indexed in this engine's collection (0 before the first ingest)."""
+        return self.store.count()
+
+    def is_empty(self) -> bool:
+        """Whether nothing is indexed yet in this engine's collection."""
+        return self.chunk_count() == 0
+
+    def chunks(self) -> list[Chunk]:
+        """Every indexed chunk, as the questions see them (the last complete index)."""
+        return list(self.corpus.chunks)
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Word pieces of `texts` by the embedding model's tokenizer (the API's `usage`)."""
+        texts = [t for t in texts if t]
+        return int(sum(self.embedder.count_tokens(texts))) if texts else 0
+
+    def warm_up(self) -> None:
+        """Load the model and index now (and the LLM client library), so the first question doesn't pay for it.
+
+        Sends nothing to an LLM server. A store or index problem is left for the first question to report.
+        """
+        try:
+            self.retriever.retrieve("warm up", 1)
+            if self.settings.llm_enabled:
+                self.llm_answerer.load()
+        except QAError as exc:
+            log.warning("%s", exc)

@@ -183,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
                 os.environ["QA_LLM_BASE_URL"] = server.base_url
                 os.environ["QA_LLM_MODEL"] = MODEL_ALIAS
                 print(f"Local model {MODEL_ALIAS} on {server.base_url} ({threads} threads); it stops with the chat page.", flush=True)
-                from qa.cli import main as qa_main
+                from qa.ui import chat_command
 
                 try:
-                    qa_main(["chat", *args], standalone_mode=False)
+                    chat_command(args, standalone_mode=False)
                 except KeyboardInterrupt:
                     pass
             return 0

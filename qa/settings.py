@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Seconds a writer (ingest, upload, re-index, repair) waits for another to finish."
     )
     check_timeout: float = Field(300.0, gt=0, description="Seconds `qa check` gives the store to open and be read.")
+    lock_wait: float = Field(
+        10.0, ge=0, description="Seconds a command waits for another process to release the embedded store before saying it is locked."
+    )
 
     # Chunking and embeddings
     max_file_mb: int = Field(20, description="Larger files are skipped at ingest with a warning.")
@@ -153,3 +156,17 @@ def check_collection_name(name: str) -> str:
             f"Bad collection name {str(name)[:80]!r}: use 1-63 letters, digits, `.`, `_` or `-`, starting and ending with a letter or digit."
         )
     return name
+
+
+def load_settings() -> Settings:
+    """Settings from the environment (and `.env`); a bad value is a one-line ConfigError naming its variable."""
+    from pydantic import ValidationError
+
+    from qa.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "QA_" + str(first["loc"][0]).upper() if first.get("loc") else "a QA_ setting"
+        raise ConfigError(f"Bad setting {name}: {first['msg']}.") from exc

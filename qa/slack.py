@@ -22,8 +22,16 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import click
 
-from qa.cli import _check_store_not_locked, _settings, friendly_errors
-from qa.errors import ConfigError, IndexMissingError, QAError
+from qa.engine import clean_question
+from qa.errors import (
+    ConfigError,
+    EmptyQuestionError,
+    IndexMissingError,
+    InputError,
+    QAError,
+    QuestionTooLongError,
+    friendly_errors,
+)
 from qa.feedback import record_feedback
 from qa.slack_render import (
     EMPTY_QUESTION_TEXT,
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
 
     from qa.engine import Engine
     from qa.settings import Settings
+    from qa.types import Answer
 
 log = logging.getLogger(__name__)
 
@@ -207,9 +216,9 @@ def _check_bot_token(token: str, api_url: str) -> None:
     try:
         WebClient(token=token, base_url=api_url, logger=quiet).auth_test()
     except SlackApiError as exc:
-        raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}). Use {_TOKENS['bot'][2]}.") from None
+        raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}). Use {_TOKENS['bot'][2]}.") from exc
     except OSError as exc:
-        raise ConfigError(f"Can't reach Slack at {api_url} ({exc}). Check the network or QA_SLACK_API_URL.") from None
+        raise ConfigError(f"Can't reach Slack at {api_url} ({exc}). Check the network or QA_SLACK_API_URL.") from exc
 
 
 def api_base_url(settings: Settings) -> str:
@@ -242,14 +251,18 @@ class _Bot:
     def answer(self, event: dict[str, Any], client: WebClient, *, bot_user_id: str | None, bot_id: str | None) -> None:
         channel, ts = str(event.get("channel", "")), str(event.get("ts", ""))
         thread_ts = str(event.get("thread_ts") or ts)
-        question = question_text(str(event.get("text") or ""), bot_user_id)
-        limit = self.settings.max_question_chars
+        refusal = None
         try:
-            if not question:
-                client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=EMPTY_QUESTION_TEXT)
-                return
-            if len(question) > limit:
-                client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=too_long_text(len(question), limit))
+            question = clean_question(question_text(str(event.get("text") or ""), bot_user_id), limit=self.settings.max_question_chars)
+        except EmptyQuestionError:
+            refusal = EMPTY_QUESTION_TEXT
+        except QuestionTooLongError as exc:
+            refusal = too_long_text(exc.length, exc.limit)
+        except InputError as exc:
+            refusal = error_text(exc)
+        try:
+            if refusal is not None:
+                client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=refusal)
                 return
             placeholder = str(client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=LOOKING_TEXT)["ts"])
         except Exception:
@@ -269,7 +282,7 @@ class _Bot:
             self._replace(client, channel, placeholder, thread_ts, text=FAILURE_TEXT)
             return
         # Remember the answer before it shows: a click can arrive as soon as Slack has the message.
-        known = {"answer": answer.to_dict(), "history": [m["content"] for m in history if m["role"] == "user"]}
+        known = {"answer": answer, "history": [m["content"] for m in history if m["role"] == "user"]}
         self.answers.put((channel, placeholder), known)
         posted = self._replace(
             client, channel, placeholder, thread_ts, text=fallback_text(answer), blocks=answer_blocks(answer)
@@ -321,6 +334,7 @@ class _Bot:
         message_ts = str(container.get("message_ts") or message.get("ts") or "")
         helpful = action.get("action_id") == HELPFUL_ACTION
         known = self.answers.get((channel, message_ts))
+        answer: Answer
         if known is not None:
             answer, history = known["answer"], known["history"]
         else:  # posted before a restart: the button carries the question and citations, the message the text
@@ -434,7 +448,7 @@ def make_http_server(app: App, *, host: str = "127.0.0.1", port: int = 3000) -> 
     try:
         return make_server(host, port, wsgi, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
     except OSError as exc:
-        raise ConfigError(f"Can't listen on {host}:{port} ({exc.strerror or exc}). Pick another --port or --host.") from None
+        raise ConfigError(f"Can't listen on {host}:{port} ({exc.strerror or exc}). Pick another --port or --host.") from exc
 
 
 def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
@@ -448,8 +462,8 @@ def socket_mode_handler(app: App, settings: Settings) -> SocketModeHandler:
 def _bolt() -> tuple[Any, Any]:
     try:
         from slack_bolt import App, BoltResponse
-    except ModuleNotFoundError:
-        raise ConfigError("The Slack bot needs the `slack` extra: pip install 'qa[slack]' (or `make install`).") from None
+    except ModuleNotFoundError as exc:
+        raise ConfigError("The Slack bot needs the `slack` extra: pip install 'qa[slack]' (or `make install`).") from exc
     return App, BoltResponse
 
 
@@ -463,12 +477,12 @@ def _bolt() -> tuple[Any, Any]:
 @friendly_errors
 def slack_command(use_http: bool, host: str, port: int) -> None:
     """Run the Slack bot: Socket Mode (SLACK_BOT_TOKEN, SLACK_APP_TOKEN), or --http with SLACK_SIGNING_SECRET."""
-    settings = _settings()
-    require_tokens(settings, "bot", "signing" if use_http else "app")
     from qa.engine import Engine
+    from qa.settings import load_settings
 
-    _check_store_not_locked(settings)
-    engine = Engine(settings)
+    settings = load_settings()
+    require_tokens(settings, "bot", "signing" if use_http else "app")
+    engine = Engine.open(settings)
     app = build_app(engine, settings)
     info = engine.info()  # loads the index and model now rather than on the first question
     if use_http:
@@ -507,7 +521,7 @@ def _run_socket_mode(handler: SocketModeHandler, info: dict[str, Any], settings:
     except SlackApiError as exc:
         raise ConfigError(
             f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}). Use {_TOKENS['app'][2]}."
-        ) from None
+        ) from exc
     try:
         _require_index(info, settings)
     except IndexMissingError:

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from qa.types import Answer
+from qa.types import Answer, Citation
 
 LOOKING_TEXT = ":mag: Looking through the documents…"
 EMPTY_QUESTION_TEXT = "Ask me a question about the documents and I'll answer here, with the sources I used."
@@ -147,7 +147,7 @@ def feedback_value(answer: Answer) -> str:
     dropped, then the question is cut, until the value fits Block Kit's 2,000 characters."""
     citations = [
         {k: v for k, v in c.to_dict().items()
-         if k in ("n", "source", "title", "paragraph", "start", "end", "quote")
+         if k in ("n", "source", "title", "paragraph", "start", "end", "quote", "score")
          or (k in ("page", "section", "folder") and v not in (None, ""))}
         for c in answer.citations
     ]
@@ -164,21 +164,27 @@ def feedback_value(answer: Answer) -> str:
     return _encode(_shorten(question, max(_BUTTON_VALUE_CHARS - overflow, 0)), answer, citations)[:_BUTTON_VALUE_CHARS]
 
 
-def answer_from_feedback_value(value: str, *, text: str) -> dict[str, Any]:
-    """The answer (as `Answer.to_dict()` keys) a button value describes, with `text` from the message."""
+def answer_from_feedback_value(value: str, *, text: str) -> Answer:
+    """The answer a button value describes, with `text` from the message (citations that don't parse are left out)."""
     try:
         data = json.loads(value)
     except ValueError:
         data = {}
     if not isinstance(data, dict):
         data = {}
-    return {
+    citations = []
+    for c in data.get("c", []):
+        try:
+            citations.append(Citation.from_dict(c).to_dict())
+        except (TypeError, ValueError):
+            continue
+    return Answer.from_dict({
         "question": str(data.get("q", "")),
         "text": unescape_mrkdwn(text),
         "mode": str(data.get("m", "")),
         "abstained": bool(data.get("a", False)),
-        "citations": [c for c in data.get("c", []) if isinstance(c, dict)],
-    }
+        "citations": citations,
+    })
 
 
 def _encode(question: str, answer: Answer, citations: list[dict[str, Any]]) -> str:

@@ -525,3 +525,27 @@ class Store:
         for cid, meta in zip(got["ids"], got["metadatas"]):
             out.setdefault(str(meta.get("root", "")), []).append(str(cid))
         return out
+
+
+def probe_unlocked(settings: Settings) -> None:
+    """Fail within QA_LOCK_WAIT seconds with the store's one-line "locked" error, not after Chroma's 1000 s.
+
+    Chroma opens `chroma.sqlite3` with a fixed 1000 s busy timeout and writes to it as it starts, so
+    a store another process keeps locked (an open transaction in a database browser, a suspended
+    writer) would leave any command waiting silently for 16 minutes. Taking and at once releasing
+    the exclusive lock Chroma needs, with a short timeout, finds that out first. This must run before
+    Chroma opens the file in this process: closing this connection drops the process's POSIX locks
+    on the file, which then must not include any of Chroma's.
+    """
+    path = settings.store_path / "chroma.sqlite3"
+    if settings.chroma_host or not path.is_file():
+        return
+    import sqlite3
+
+    with chroma_errors(settings):  # "database is locked" -> "... is locked by another process; retry in a moment."
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=settings.lock_wait, isolation_level=None)
+        try:
+            conn.execute("BEGIN EXCLUSIVE")  # writes nothing; a read-only store passes and Chroma reports it
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()

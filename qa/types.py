@@ -49,6 +49,12 @@ class Chunk:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Chunk:
+        known = _known(cls, data)
+        known["sentences"] = tuple(Sentence(int(x["start"]), int(x["end"])) for x in known.get("sentences", ()))
+        return cls(**known)
+
     def cite(self, n: int, index: int, score: float) -> Citation:
         """Citation `[n]` of this chunk's sentence `index`, quoted exactly from its offsets."""
         sentence = self.sentences[index]
@@ -96,6 +102,15 @@ class Citation:
         data["plain_quote"] = self.plain_quote
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Citation:
+        """The citation `to_dict()` wrote (`plain_quote` is derived, so it is dropped); a missing `score` is 0."""
+        known = _known(cls, data)
+        known.setdefault("score", 0.0)
+        known.setdefault("title", "")
+        known.setdefault("paragraph", 0)
+        return cls(**known)
+
     @property
     def plain_quote(self) -> str:
         """The quote without inline Markdown: what is compared and shown where Markdown isn't rendered."""
@@ -127,6 +142,13 @@ def describe_location(page: int | None, section: str, paragraph: int, *, slide: 
     return ", ".join(parts)
 
 
+def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `data` that are fields of dataclass `cls` (derived keys such as `plain_quote` dropped)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a {cls.__name__} needs a JSON object, not {type(data).__name__}")
+    return {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+
+
 def folder_name(root: str) -> str:
     return root.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if root else ""
 
@@ -155,6 +177,12 @@ class UnsupportedSentence:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "missing": list(self.missing)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UnsupportedSentence:
+        known = _known(cls, data)
+        known["missing"] = tuple(known.get("missing", ()))
+        return cls(**known)
 
     def describe(self) -> str:
         """Why the sentence is flagged, in a few words a reader understands."""
@@ -204,6 +232,31 @@ class Answer:
         if with_prompts:
             data["prompts"] = {purpose: [dict(m) for m in messages] for purpose, messages in self.prompts.items()}
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Answer:
+        """The Answer `to_dict()` describes (with `retrieved` and `prompts` when it carried them).
+
+        What a front end gets back as JSON (a Slack button, the API, a results file) becomes an Answer
+        again; keys `to_dict` never writes are ignored, missing ones take their defaults.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("text", ""), str):
+            raise ValueError("an Answer needs a JSON object with a `text` string")
+        return cls(
+            text=str(data.get("text", "")),
+            citations=[Citation.from_dict(c) for c in data.get("citations") or []],
+            abstained=bool(data.get("abstained", False)),
+            mode=str(data.get("mode", "extractive")),
+            timings={str(k): float(v) for k, v in (data.get("timings") or {}).items()},
+            grounded=bool(data.get("grounded", True)),
+            notice=data.get("notice"),
+            question=str(data.get("question", "")),
+            retrieval_query=str(data.get("retrieval_query", "")),
+            retrieved=[Chunk.from_dict(c) for c in data.get("retrieved") or []],
+            prompts={str(p): [dict(m) for m in ms] for p, ms in (data.get("prompts") or {}).items()},
+            confidence=data.get("confidence"),
+            unsupported_sentences=[UnsupportedSentence.from_dict(u) for u in data.get("unsupported_sentences") or []],
+        )
 
 
 @dataclass

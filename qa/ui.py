@@ -227,7 +227,7 @@ class ChatPage:
     def corpus(self, state: dict[str, Any] | None = None) -> str:
         engine = self.engine_for(state)
         try:
-            if engine.store.count() == 0:
+            if engine.is_empty():
                 return render_documents([])
             return render_documents(engine.documents())
         except QAError as exc:
@@ -474,7 +474,7 @@ def serve(
             head=HEAD,
         )
     except OSError as exc:
-        raise ConfigError(f"Can't serve on {host}:{port} ({exc}). Stop the other server or pass --port.") from None
+        raise ConfigError(f"Can't serve on {host}:{port} ({exc}). Stop the other server or pass --port.") from exc
     return str(app.local_url or f"http://{host}:{port}/")
 
 
@@ -557,12 +557,7 @@ async def _plain(send: Any, status: int, message: str, *, retry_after: int | Non
 
 def warm(engine: Engine) -> None:
     """Load the model and index now, so the first question doesn't pay for it."""
-    try:
-        engine.retriever.retrieve("warm up", 1)
-        if engine.settings.llm_enabled:
-            engine.llm_answerer.load()  # imports the client library; sends nothing to the server
-    except QAError as exc:
-        log.warning("%s", exc)
+    engine.warm_up()
 
 
 def is_loopback(host: str) -> bool:
@@ -586,11 +581,12 @@ def is_loopback(host: str) -> bool:
 )
 def chat_command(host: str, port: int, share: bool, insecure_no_auth: bool) -> None:
     """Start the chat page (Gradio) on the engine."""
-    from qa.cli import _engine, friendly_errors
+    from qa.engine import Engine
+    from qa.errors import friendly_errors
 
     @friendly_errors
     def run() -> None:
-        engine = _engine()
+        engine = Engine.open()
         settings = engine.settings
         if (share or not is_loopback(host)) and settings.ui_auth is None:
             if share:

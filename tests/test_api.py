@@ -199,6 +199,40 @@ def test_healthz_metrics_and_docs(served: dict[str, Any], client: openai.OpenAI)
     assert httpx.get(served["url"] + "/docs").status_code == 200
 
 
+def test_docs_page_loads_everything_from_qa_itself_and_works_offline(served: dict[str, Any]) -> None:
+    import re
+    from urllib.parse import urlparse
+
+    from ui_server import chromium
+
+    page_html = httpx.get(served["url"] + "/docs").text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page_html) + re.findall(r"""url: ?["']([^"']+)["']""", page_html)
+    assert len(assets) >= 4, page_html  # script, style, icon, the OpenAPI document
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), f"/docs loads {asset} from another host"
+        reply = httpx.get(served["url"] + asset)
+        assert reply.status_code == 200 and len(reply.content) > 1000, asset
+    # A real browser with every request off this machine refused still draws the operations.
+    outside: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if urlparse(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with chromium() as browser:
+        page = browser.new_page()
+        page.route("**/*", only_loopback)
+        page.goto(served["url"] + "/docs")
+        page.locator(".swagger-ui .opblock-summary-path").first.wait_for(timeout=60_000)
+        paths = page.locator(".swagger-ui .opblock-summary-path").all_inner_texts()
+        assert any("/v1/chat/completions" in p for p in paths), paths
+        assert page.locator(".swagger-ui .info .title").inner_text().startswith("qa")
+    assert outside == []
+
+
 # -- documents through httpx ----------------------------------------------------------------------
 
 

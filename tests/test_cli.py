@@ -67,3 +67,70 @@ def test_info_names_store_model_and_mode(seed_data_dir: Path, monkeypatch) -> No
     assert data["mode"] == "extractive"
     assert "all-MiniLM-L6-v2" in data["embedding_model"]
     assert data["collection"] == "qa"
+
+
+def test_a_store_another_process_holds_waits_qa_lock_wait_seconds_then_says_locked(  # type: ignore[no-untyped-def]
+    seed_data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import shutil
+    import sqlite3
+    import threading
+
+    data = tmp_path / ".qa"
+    shutil.copytree(seed_data_dir, data)
+    monkeypatch.setenv("QA_DATA_DIR", str(data))
+    holder = sqlite3.connect(data / "chroma" / "chroma.sqlite3", timeout=0, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another process mid-write, as a database browser or a suspended writer leaves it
+    try:
+        monkeypatch.setenv("QA_LOCK_WAIT", "0")
+        refused = CliRunner().invoke(main, ["ask", "What is Mark Sedwill's job?"])
+        assert refused.exit_code == 1
+        assert refused.output == f"Error: The store at {data / 'chroma'} is locked by another process; retry in a moment.\n"
+        # Waiting longer than the other process holds the store: the question is answered.
+        monkeypatch.setenv("QA_LOCK_WAIT", "120")
+        threading.Timer(1.0, holder.execute, args=("ROLLBACK",)).start()
+        answered = CliRunner().invoke(main, ["ask", "What is Mark Sedwill's job?"])
+        assert answered.exit_code == 0, answered.output
+        assert "national security adviser" in answered.output
+    finally:
+        holder.close()
+
+
+def test_a_bad_lock_wait_is_a_one_line_error_naming_the_variable(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("QA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("QA_LOCK_WAIT", "-1")
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Bad setting QA_LOCK_WAIT:") and result.output.count("\n") == 1
+
+
+def test_every_front_end_starts_through_engine_open_not_through_the_cli_module() -> None:
+    import re
+
+    from qa.settings import PROJECT_ROOT
+
+    offenders = [
+        str(path.relative_to(PROJECT_ROOT))
+        for path in sorted((PROJECT_ROOT / "qa").rglob("*.py"))
+        if path.name != "cli.py" or path.parent.name != "qa"
+        if re.search(r"^\s*(from qa\.cli\b|import qa\.cli\b)", path.read_text(encoding="utf-8"), re.MULTILINE)
+    ]
+    assert offenders == []
+    for front_end in ("ui.py", "slack.py", "api.py", "eval/run.py", "check.py", "cli.py"):
+        assert "Engine.open(" in (PROJECT_ROOT / "qa" / front_end).read_text(encoding="utf-8"), front_end
+
+
+def test_engine_open_refuses_bad_settings_and_unknown_collections_in_one_line(seed_data_dir: Path) -> None:
+    import pytest
+
+    from qa import Engine, Settings
+    from qa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Bad collection name"):
+        Engine.open(Settings(data_dir=seed_data_dir, collection="no spaces please", _env_file=None))
+    with pytest.raises(ConfigError, match="QA_SLACK_CHANNEL_COLLECTIONS"):
+        Engine.open(Settings(data_dir=seed_data_dir, slack_channel_collections="C123", _env_file=None))
+    with pytest.raises(ConfigError, match=r"No collection 'hr' \(collections: .*qa.*\)\. Run `qa ingest DIR --collection hr` first"):
+        Engine.open(Settings(data_dir=seed_data_dir, _env_file=None), collection="hr", must_exist=True)
+    opened = Engine.open(Settings(data_dir=seed_data_dir, _env_file=None))
+    assert not opened.is_empty() and opened.chunk_count() == len(opened.chunks()) > 0

@@ -264,8 +264,50 @@ def test_a_bad_conversation_line_names_the_line_and_the_turn(tmp_path: Path) -> 
 
 
 def test_judge_scores_outside_one_to_five_are_not_counted() -> None:
-    from qa.eval import _parse_score
+    from qa.eval.judge import _parse_score
 
     assert _parse_score("4\nThe answer matches the reference.")[0] == 4.0
     assert _parse_score("Score: 15 out of 5")[0] is None
     assert _parse_score("I can't tell.")[0] is None
+
+
+def test_gate_takes_its_gold_set_split_and_floors_from_the_floors_file(indexed: Path, tmp_path: Path) -> None:
+    from qa.eval.floors import load_gate
+
+    gate = load_gate("gold-test")
+    test_ids = json.loads((GOLD.parent / "split.json").read_text(encoding="utf-8"))["test"]
+    # the baseline with one passage falls below the floors: the gate fails, naming them
+    result = CliRunner().invoke(main, ["eval", "--gate", "gold-test", "--baseline", "--k", "1", "--out", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 1
+    assert "Quality gate failed" in result.output and "abstain_recall 0 < 0.12" in result.output
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["n"] == len(test_ids) and summary["run"]["split"] == "test"
+    assert summary["gate"]["min"] == gate.floors and summary["gate"]["max"] == gate.ceilings
+
+
+def test_an_unknown_gate_is_a_one_line_error_listing_the_gates(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", "--gate", "nope", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "No gate 'nope'" in result.output and "gold-test" in result.output and "paraphrase" in result.output
+
+
+def test_readme_states_the_floors_written_in_eval_floors_json() -> None:
+    from qa.eval.floors import load_gates
+    from qa.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    gates = load_gates()
+    assert set(gates) == {"gold-test", "paraphrase"}
+    for name, gate in gates.items():
+        assert f"- {name}: {gate.describe()}\n" in readme, f"README's Floors list disagrees with eval/floors.json on {name}"
+    makefile = (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "--min" not in makefile and all(f"--gate {name}" in makefile for name in gates)
+
+
+def test_eval_runs_as_a_module_with_the_same_options() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "qa.eval", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--gate NAME" in done.stdout and "--with-baseline" in done.stdout

@@ -37,7 +37,7 @@ def test_each_question_is_logged_once_without_its_text(seed_engine: Engine) -> N
     assert answered["mode"] == "extractive" and answered["abstained"] is False and answered["error"] is None
     assert answered["latency_ms"] > 0 and answered["time"].endswith("+00:00") and len(answered["id"]) == 16
     assert abstained["abstained"] is True
-    assert refused["error"] == "InputError" and "empty" in refused["message"]
+    assert refused["error"] == "EmptyQuestionError" and "empty" in refused["message"]  # an InputError: nothing left once cleaned
     assert len({answered["id"], abstained["id"], refused["id"]}) == 3
     text = (seed_engine.settings.data_dir / "logs" / "questions.jsonl").read_text(encoding="utf-8")
     assert "Sedwill" not in text and "Peru" not in text and "question" not in answered

@@ -313,6 +313,16 @@ def test_empty_mention_gets_a_hint(bot: RunningBot, slack: FakeSlack) -> None:
     assert "Ask me a question about the documents" in reply.params["text"]
 
 
+def test_a_mention_of_only_control_characters_gets_the_same_hint(bot: RunningBot, slack: FakeSlack) -> None:
+    # The engine's clean_question decides what is empty: a pasted colour code and a bell are not a question.
+    event = slack.user_says("C0GENERAL", f"{MENTION} \x1b[31m \x07")
+    bot.deliver(event)
+    (reply,) = slack.wait_for("chat.postMessage")
+    assert "Ask me a question about the documents" in reply.params["text"]
+    bot.drain()
+    assert not slack.calls_to("chat.update")
+
+
 def ask_once(engine: Any, settings: Any, slack: FakeSlack, question: str = "How many US diplomats will Russia expel?") -> dict[str, Any]:
     """Start a bot on `engine`, ask one question in #general, and return the posted answer."""
     running = start_bot(engine, settings, slack)

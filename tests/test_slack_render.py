@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from qa.errors import IndexMissingError, InputError, LLMUnavailableError, PromptError, StoreError
 from qa.slack import question_text, thread_history
 from qa.slack_render import (
@@ -109,11 +111,12 @@ def test_button_value_fits_and_carries_question_and_citations() -> None:
 
     restored = answer_from_feedback_value(value, text="Sixty. [1] [2]")
 
-    assert restored["question"] == "How many diplomats?"
-    assert restored["text"] == "Sixty. [1] [2]"
-    assert [c["n"] for c in restored["citations"]] == [1, 2]
-    assert restored["citations"][0]["quote"] == "Russia will expel 60 US diplomats."
-    assert (restored["citations"][0]["start"], restored["citations"][0]["paragraph"]) == (10, 3)
+    assert restored.question == "How many diplomats?"
+    assert restored.text == "Sixty. [1] [2]"
+    assert [c.n for c in restored.citations] == [1, 2]
+    assert restored.citations[0].quote == "Russia will expel 60 US diplomats."
+    assert (restored.citations[0].start, restored.citations[0].paragraph) == (10, 3)
+    assert restored.citations[0].score == answer.citations[0].score
 
 
 def test_button_value_fits_even_for_the_longest_question() -> None:
@@ -126,7 +129,7 @@ def test_button_value_fits_even_for_the_longest_question() -> None:
 
 
 def test_unreadable_button_value_still_logs_the_text() -> None:
-    assert answer_from_feedback_value("not json", text="a &amp; b")["text"] == "a & b"
+    assert answer_from_feedback_value("not json", text="a &amp; b").text == "a & b"
 
 
 def test_error_replies_explain_question_problems_but_hide_server_details() -> None:
@@ -179,3 +182,28 @@ def test_sources_name_folder_and_page_or_section_and_quote_plain_text() -> None:
     assert "*[1]* docs/travel.md, § Travel policy, paragraph" in sources
     assert "“Trips need written approval from a manager.”" in sources
     assert "*[2]* docs/handbook.pdf, page 2:" in sources
+
+
+def test_answer_from_dict_rebuilds_what_to_dict_wrote() -> None:
+    from qa.types import Chunk, Sentence, UnsupportedSentence
+
+    chunk = Chunk(id="c1", source="guide.md", title="Guide", paragraph=2, start=100, end=140,
+                  text="Leave is 25 days. Ask HR for more days.", sentences=(Sentence(100, 117), Sentence(118, 140)),
+                  page=3, section="Leave › Annual", root="/docs", markup="markdown")
+    answer = Answer(
+        text="Leave is 25 days [1]. It is paid.", citations=[chunk.cite(1, 0, 0.87654)], abstained=False,
+        mode="llm:tiny", timings={"total_ms": 12.5}, grounded=False, notice="fell back", question="How much leave?",
+        retrieval_query="leave days", retrieved=[chunk], prompts={"answer": [{"role": "user", "content": "q"}]},
+        unsupported_sentences=[UnsupportedSentence(start=22, end=34, text="It is paid.", reason="uncited", missing=("paid",))],
+    )
+    data = answer.to_dict(with_retrieved=True, with_prompts=True)
+    rebuilt = Answer.from_dict(json.loads(json.dumps(data)))  # through JSON, as a Slack button or the API carries it
+    assert rebuilt == answer
+    assert rebuilt.to_dict(with_retrieved=True, with_prompts=True) == data
+    assert rebuilt.citations[0].label == "docs/guide.md" and rebuilt.citations[0].location == "page 3, § Leave › Annual"
+    assert Answer.from_dict(Answer(text="The documents don't say.", abstained=True).to_dict()).abstained is True
+
+
+def test_answer_from_dict_refuses_what_is_not_an_answer() -> None:
+    with pytest.raises(ValueError, match="`text` string"):
+        Answer.from_dict({"text": 3})
