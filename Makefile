@@ -106,7 +106,8 @@ test-llm: llm-local
 # mypy --strict, configured in pyproject.toml. While issue 13's refactor is under way, only the modules
 # listed here: the others are read for their types (--follow-imports=silent) but their errors not reported.
 TYPECHECK := qa/readers qa/text.py qa/documents.py qa/metrics.py qa/querylog.py qa/feedback.py qa/ratelimit.py \
-  qa/slack_render.py qa/ui_render.py qa/local_llm.py qa/settings.py qa/errors.py qa/quality.py qa/prompts.py
+  qa/slack_render.py qa/ui_render.py qa/local_llm.py qa/settings.py qa/errors.py qa/quality.py qa/prompts.py \
+  qa/cli.py qa/api.py qa/ui.py qa/slack.py qa/eval qa/answer/model.py qa/answer/train.py
 typecheck: install
 	$(BIN)/mypy --follow-imports=silent $(TYPECHECK)
 test: typecheck  # make test type-checks before it runs anything

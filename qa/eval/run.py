@@ -227,7 +227,7 @@ def _citation_record(c: Citation) -> dict[str, Any]:
 
 def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progress: bool) -> Run:
     """Ask every item (replaying its history first) and score it."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     run = Run(mode=mode)
     for item in tqdm(items, desc=f"Evaluating {mode}", unit="q", file=sys.stderr, disable=not progress, mininterval=0.5):
