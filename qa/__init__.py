@@ -11,6 +11,7 @@ from __future__ import annotations
 from qa.engine import Engine
 from qa.errors import (
     ConfigError,
+    EmbeddingMismatchError,
     EmptyQuestionError,
     IndexMissingError,
     InputError,
@@ -33,6 +34,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "ConfigError",
+    "EmbeddingMismatchError",
     "EmptyQuestionError",
     "Engine",
     "IndexMissingError",

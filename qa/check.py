@@ -25,9 +25,9 @@ from qa.errors import QAError
 if TYPE_CHECKING:
     from qa.engine import Engine
     from qa.settings import Settings
+    from qa.store import Store
 
 log = logging.getLogger(__name__)
-_PAGE = 5000
 # Only these settings reach the child: it opens the store and reads it, nothing else (no keys).
 _CHILD_SETTINGS = ("data_dir", "collection", "chroma_host", "chroma_port")
 
@@ -83,46 +83,28 @@ class Findings:
 
 def inspect_store(settings: Settings) -> Findings:
     """Read every record of both collections with its vector and text (run in the child)."""
-    from qa.store import Store
+    from qa.store import ChromaStore
 
     found = Findings()
-    store = Store(settings, read_only=True)
+    # Any embedding model's index can be read back: the child knows only where the store is.
+    store = ChromaStore(settings, read_only=True, check=False)
     if not store.exists:
         return found
-    metas: dict[str, dict[str, Any]] = {}
-    sentence_ids: set[str] = set()
-    for kind in ("chunks", "sentences"):
-        collection = store.chunks if kind == "chunks" else store.sentences
-        ids: list[str] = []
-        offset = 0
-        while True:
-            got = collection.get(include=["metadatas"], limit=_PAGE, offset=offset)
-            ids += [str(i) for i in got["ids"]]
-            if kind == "chunks":
-                metas.update(zip(got["ids"], got["metadatas"]))
-            else:
-                for meta in got["metadatas"]:
-                    root = (meta or {}).get("root")
-                    if root and root not in found.roots:
-                        found.roots.append(str(root))
-            if len(got["ids"]) < _PAGE:
-                break
-            offset += _PAGE
-        bad = sorted(store.unreadable(kind, ids))
-        if kind == "chunks":
-            found.chunks, found.unreadable_chunks = len(ids), bad
-        else:
-            found.sentences, found.unreadable_sentences = len(ids), bad
-            sentence_ids = set(ids)
-    for cid, meta in metas.items():
-        root = str(meta.get("root", ""))
-        if root and root not in found.roots:
-            found.roots.append(root)
-        n = len(json.loads(str(meta.get("sentences", "[]"))))
-        if any(f"{cid}:{i}" not in sentence_ids for i in range(n)):
-            found.chunks_lacking_sentences.append(cid)
-    found.orphan_sentences = sorted(s for s in sentence_ids if s.rpartition(":")[0] not in metas)
-    found.roots.sort()
+    return inspect(store)
+
+
+def inspect(store: Store) -> Findings:
+    """What `qa check` finds in `store`: unreadable records, chunks lacking sentence vectors, orphan sentences."""
+    found = Findings()
+    chunks = store.records("chunks")
+    sentences = store.records("sentences")
+    found.chunks, found.unreadable_chunks = len(chunks), sorted(store.unreadable("chunks", [r.id for r in chunks]))
+    found.sentences, found.unreadable_sentences = len(sentences), sorted(store.unreadable("sentences", [r.id for r in sentences]))
+    sentence_ids = {r.id for r in sentences}
+    chunk_ids = {r.id for r in chunks}
+    found.chunks_lacking_sentences = [r.id for r in chunks if any(f"{r.id}:{i}" not in sentence_ids for i in range(r.sentences))]
+    found.orphan_sentences = sorted(s for s in sentence_ids if s.rpartition(":")[0] not in chunk_ids)
+    found.roots = sorted({r.root for r in [*chunks, *sentences] if r.root})
     return found
 
 
@@ -165,9 +147,11 @@ def _child(argv: list[str]) -> int:
 
     logging.disable(logging.CRITICAL)
     settings = Settings(_env_file=None, **json.loads(argv[0]))  # type: ignore[call-arg]
+    from qa.store import store_error_types
+
     try:
         found = inspect_store(settings)
-    except Exception as exc:  # noqa: BLE001 - any failure to read is the finding
+    except (QAError, *store_error_types()) as exc:  # a store that can't be read is the finding; our bugs crash the child
         text = str(exc).splitlines()[0] if str(exc) else ""
         print(json.dumps({"error": f"{text} ({type(exc).__name__})".strip(), "roots": _roots_from_sqlite(settings)}))
         return 3
@@ -210,10 +194,7 @@ def repair(engine: Engine, found: Findings) -> list[str]:
         else:
             store = engine.store
             if found.orphan_sentences:
-                from qa.store import chroma_errors
-
-                with chroma_errors(settings):
-                    store.sentences.delete(ids=found.orphan_sentences)
+                store.delete_sentences(found.orphan_sentences)
                 lines.append(f"Removed {len(found.orphan_sentences)} sentence vectors that belonged to no chunk.")
             gone = _chunks_from_missing_folders(engine, found, roots)
             if gone:
@@ -237,12 +218,14 @@ def _set_aside(engine: Engine) -> str:
     if settings.chroma_host:
         import chromadb
 
+        from qa.store import store_error_types
+
         client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
                                      settings=chromadb.Settings(anonymized_telemetry=False))
         for kind in ("chunks", "sentences"):
             try:
                 client.delete_collection(f"{settings.collection}-{kind}")
-            except Exception as exc:  # noqa: BLE001 - already gone, or unreadable: rebuilt either way
+            except store_error_types() as exc:  # already gone, or unreadable: rebuilt either way
                 log.debug("dropping %s-%s: %s", settings.collection, kind, exc)
         engine.reopen()
         return f"Dropped the collections {settings.collection}-chunks and -sentences on the server; rebuilding them."
@@ -258,11 +241,7 @@ def _chunks_from_missing_folders(engine: Engine, found: Findings, roots: list[st
     if not missing or not found.damaged_chunks:
         return ""
     store = engine.store
-    from qa.store import chroma_errors
-
-    with chroma_errors(engine.settings):
-        got = store.chunks.get(ids=sorted(found.damaged_chunks), include=["metadatas"])
-    doomed = [str(i) for i, m in zip(got["ids"], got["metadatas"]) if str((m or {}).get("root")) in missing]
+    doomed = [r.id for r in store.records("chunks") if r.id in found.damaged_chunks and r.root in missing]
     if not doomed:
         return ""
     store.delete(doomed)

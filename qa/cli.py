@@ -90,15 +90,16 @@ def main(verbose: bool) -> None:
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Force the progress bar on or off.")
+@click.option("--rebuild", is_flag=True, help="Drop the collection first and embed everything again (e.g. after changing QA_EMBED_MODEL).")
 @_collection_option
 @friendly_errors
-def ingest(folder: Path | None, as_json: bool, progress: bool | None, collection: str | None) -> None:
+def ingest(folder: Path | None, as_json: bool, progress: bool | None, collection: str | None, rebuild: bool = False) -> None:
     """Index FOLDER or one FILE (default: QA_SEEDS_DIR) incrementally: only new or changed files are embedded.
 
     Reads PDF, .docx, .pptx, HTML, CSV, reStructuredText, Markdown and text; every file left out is
     listed with its reason."""
     engine = _engine(collection)
-    report = engine.ingest(folder, progress=progress)
+    report = engine.ingest(folder, progress=progress, **({"rebuild": True} if rebuild else {}))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from qa.answer.llm import LLMAnswerer
     from qa.embed import Embedder
     from qa.retrieve import Corpus, Retriever, Retrieval
-    from qa.store import Store, WriterLock
+    from qa.store import Store, WriterLock, WriterMark
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,14 @@ class Engine:
     the store, the next question reopens it and reloads the corpus first.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
+        """`store`: use this store (any `qa.store.Store`, e.g. an in-memory one) instead of the Chroma one the settings name."""
         self.settings = settings
+        self._injected_store = store
         self._lock = threading.RLock()  # held briefly: to load or swap parts, never across a write
         self._writer: WriterLock | None = None
         self._writes = 0  # writes in progress in this engine; questions keep the corpus they have
-        self._store: Store | None = None
+        self._store: Store | None = store
         self._embedder: Embedder | None = None
         self._corpus: Corpus | None = None
         self._corpus_generation: str | None = None
@@ -173,33 +175,57 @@ class Engine:
     def store(self) -> Store:
         with self._lock:
             if self._store is None or not self._store.exists:
-                from qa.store import Store
-
-                self._store = Store(self.settings)
+                self._store = self._open_store()
             return self._store
 
-    def _current_store(self) -> tuple[Store, str]:
-        """The store and its generation, opened again if another process has written to it since it was opened."""
+    def _open_store(self, *, fresh: bool = False) -> Store:
+        """The injected store, or the settings' Chroma store opened (`fresh`: reading what other processes wrote)."""
+        if self._injected_store is not None:
+            return self._injected_store
+        from qa.store import open_store
+
+        return open_store(self.settings, fresh=fresh)
+
+    def _current_store(self, *, keep_during_write: bool = False) -> tuple[Store, str]:
+        """The store and its generation, opened again if another process has written to it since it was opened.
+
+        With `keep_during_write` (answering questions), a store another process is writing right now
+        is left as it was opened, and the generation of the corpus already loaded is returned: questions
+        keep the last complete corpus until the writer finishes, or is found dead (its lock released).
+        """
         with self._lock:
             store = self.store
-            generation, stale = store.current_generation()
+            state = store.state()
+            generation, stale = state.generation, store.exists and state.generation != store.seen_generation
+            if (stale and keep_during_write and self._corpus is not None and self._corpus_generation is not None
+                    and state.writer is not None and self._writer_alive(state.writer)):
+                return store, self._corpus_generation
             if stale:
-                from qa.store import Store
-
                 log.info("the store changed in another process; reopening %s", self.settings.describe_store())
-                self._store = store = Store(self.settings, fresh=True)
+                self._store = store = self._open_store(fresh=True)
                 self._retriever = None
                 generation = store.seen_generation or store.generation()
             return store, generation
+
+    def _writer_alive(self, mark: WriterMark) -> bool:
+        """Whether the writer that marked the store is still writing: its lock is held (this machine), or its heartbeat is recent."""
+        import socket
+
+        from qa.store import WRITER_STALE_S
+
+        if mark.host == socket.gethostname():
+            return self.writer_lock.is_held()
+        return time.time() - mark.beat < WRITER_STALE_S
 
     def reopen(self) -> None:
         """Open the store afresh on next use and drop everything loaded from it (after it was replaced)."""
         from qa.store import _forget_cached_system
 
         with self._lock:
-            if not self.settings.chroma_host:
+            if not self.settings.chroma_host and self._injected_store is None:
                 _forget_cached_system(self.settings.store_path)
-            self._store = self._corpus = self._corpus_generation = self._retriever = None
+            self._store = self._injected_store
+            self._corpus = self._corpus_generation = self._retriever = None
 
     @property
     def writer_lock(self) -> WriterLock:
@@ -236,7 +262,7 @@ class Engine:
         with self._lock:
             if self._writes and self._corpus is not None:
                 return self._corpus  # mid-write: the last complete corpus, swapped when the write ends
-            store, generation = self._current_store()
+            store, generation = self._current_store(keep_during_write=True)
             if self._corpus is None or generation != self._corpus_generation:
                 from qa.retrieve import Corpus
 
@@ -281,9 +307,7 @@ class Engine:
                 # Never while this engine writes: two clients of one process writing one store is
                 # the damage the writer lock exists to prevent.
                 if self._store is retriever.store and not self._writes:
-                    from qa.store import Store
-
-                    self._store = Store(self.settings, fresh=True)
+                    self._store = self._open_store(fresh=True)
                     self._corpus = self._retriever = None
             retriever = self.retriever
             return retriever, retriever.retrieve(query, k)
@@ -320,13 +344,15 @@ class Engine:
 
     def ingest(
         self, folder: str | Path | None = None, *, progress: bool | None = None,
-        on_progress: Callable[[int, int], None] | None = None,
+        on_progress: Callable[[int, int], None] | None = None, rebuild: bool = False,
     ) -> IngestReport:
         """Bring the store in line with `folder`: embed new or changed files, drop removed ones.
 
         Holds the store's writer lock throughout (a second writer waits, then fails naming this
-        one). Chunks kept as they are get their stored vectors read back: any missing or unreadable
-        is embedded again (`chunks_repaired`).
+        one), and marks the store as being written, so other processes keep answering from the
+        last complete index. Chunks kept as they are get their stored vectors read back: any
+        missing or unreadable is embedded again (`chunks_repaired`). `rebuild` first drops the
+        collection (every folder indexed into it), e.g. after changing `QA_EMBED_MODEL`.
         """
         from qa.documents import chunk_document, load_path, root_key, save_text
 
@@ -342,46 +368,71 @@ class Engine:
         report = IngestReport(skipped=dict(scan.skipped))
         root = root_key(scan.root or path)
         with self.writing():
-            # Opened again if another writer changed it while this one waited for the lock: an
-            # embedded client writing from an outdated in-memory index is what damages a store.
-            store, _ = self._current_store()
-            existing = store.chunk_ids_by_source(root)
-            if scan.only is not None:  # one file: nothing else in its folder is compared, so nothing else is removed
-                existing = {source: ids for source, ids in existing.items() if source in scan.only}
-            to_add = []
-            kept = []
-            to_delete: list[str] = []
-            for doc in scan.documents:
-                save_text(self.settings.data_dir, doc)
-                chunks = chunk_document(doc, count_tokens=self.embedder.count_tokens, max_tokens=self.settings.chunk_tokens)
-                old = existing.get(doc.source, {})
-                new_ids = {c.id for c in chunks}
-                kept.extend(c for c in chunks if c.id in old)
-                if set(old) == new_ids:
-                    report.unchanged.append(doc.source)
-                    continue
-                (report.updated if old else report.added).append(doc.source)
-                to_add.extend(c for c in chunks if c.id not in old)
-                to_delete.extend(cid for cid in old if cid not in new_ids)
-            present = {d.source for d in scan.documents} | set(scan.skipped)
-            for source, ids in existing.items():
-                if source not in present:
-                    report.removed.append(source)
-                    to_delete.extend(ids)
-            damaged = store.damaged_chunks(kept) if kept else set()
-            if damaged:
-                log.warning("%d stored chunks had missing or unreadable vectors; embedding them again", len(damaged))
-            repaired = [c for c in kept if c.id in damaged]
-            self._embed_and_write(store, to_add + repaired, root, progress, on_progress)
-            store.delete(to_delete)
-            _forget_texts(self.settings.data_dir, root, report.removed)
-            report.chunks_embedded = len(to_add) + len(repaired)
-            report.chunks_repaired = len(repaired)
-            report.chunks_deleted = len(to_delete)
-            if self._corpus is not None and (to_add or repaired or to_delete):
-                self._swap_corpus()  # a process that answers questions gets the new corpus whole
+            with self._marked_write(rebuild=rebuild) as store:
+                existing = store.chunk_ids_by_source(root)
+                if scan.only is not None:  # one file: nothing else in its folder is compared, so nothing else is removed
+                    existing = {source: ids for source, ids in existing.items() if source in scan.only}
+                to_add = []
+                kept = []
+                to_delete: list[str] = []
+                for doc in scan.documents:
+                    save_text(self.settings.data_dir, doc)
+                    chunks = chunk_document(doc, count_tokens=self.embedder.count_tokens, max_tokens=self.settings.chunk_tokens)
+                    old = existing.get(doc.source, {})
+                    new_ids = {c.id for c in chunks}
+                    kept.extend(c for c in chunks if c.id in old)
+                    if set(old) == new_ids:
+                        report.unchanged.append(doc.source)
+                        continue
+                    (report.updated if old else report.added).append(doc.source)
+                    to_add.extend(c for c in chunks if c.id not in old)
+                    to_delete.extend(cid for cid in old if cid not in new_ids)
+                present = {d.source for d in scan.documents} | set(scan.skipped)
+                for source, ids in existing.items():
+                    if source not in present:
+                        report.removed.append(source)
+                        to_delete.extend(ids)
+                damaged = store.damaged_chunks(kept) if kept else set()
+                if damaged:
+                    log.warning("%d stored chunks had missing or unreadable vectors; embedding them again", len(damaged))
+                repaired = [c for c in kept if c.id in damaged]
+                self._embed_and_write(store, to_add + repaired, root, progress, on_progress)
+                store.delete(to_delete)
+                _forget_texts(self.settings.data_dir, root, report.removed)
+                report.chunks_embedded = len(to_add) + len(repaired)
+                report.chunks_repaired = len(repaired)
+                report.chunks_deleted = len(to_delete)
+                changed = bool(to_add or repaired or to_delete)
+            if changed and self._corpus is not None:
+                self._swap_corpus()  # after the mark is cleared: a process that answers questions gets the new corpus whole
         report.seconds = round(time.perf_counter() - started, 3)
         return report
+
+    @contextlib.contextmanager
+    def _marked_write(self, *, rebuild: bool = False) -> Iterator[Store]:
+        """The store to write (under the writer lock), marked as being written until the block ends."""
+        if rebuild:
+            self._drop_store()
+        # Opened again if another writer changed it while this one waited for the lock: an
+        # embedded client writing from an outdated in-memory index is what damages a store.
+        store, _ = self._current_store()
+        store.begin_write()
+        try:
+            yield store
+        finally:
+            store.end_write()
+
+    def _drop_store(self) -> None:
+        """Delete this collection's records (`--rebuild`), whatever embedding model wrote them."""
+        with self._lock:
+            if self._injected_store is not None:
+                self._injected_store.drop()
+            else:
+                from qa.store import ChromaStore
+
+                ChromaStore(self.settings, fresh=True, check=False).drop()
+                self._store = None
+            self._corpus = self._corpus_generation = self._retriever = None
 
     def _embed_and_write(
         self, store: Store, chunks: list[Any], root: str, progress: bool | None,
@@ -597,8 +648,9 @@ class Engine:
     def delete_document(self, source: str) -> dict[str, list[str]]:
         """Drop document `source` from the index (its file stays); `{root: [chunk ids deleted]}`, empty if unknown."""
         with self.writing(command=f"delete {source}"):
-            found = self.store.chunk_ids_of_source(source)
-            self.store.delete([cid for ids in found.values() for cid in ids])
+            with self._marked_write() as store:
+                found = store.chunk_ids_of_source(source)
+                store.delete([cid for ids in found.values() for cid in ids])
             for root in found:
                 _forget_texts(self.settings.data_dir, root, [source])
             if found and self._corpus is not None:

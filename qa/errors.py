@@ -7,7 +7,8 @@
     │   └── QuestionTooLongError    over QA_MAX_QUESTION_CHARS (`length`, `limit`)
     ├── IndexMissingError     nothing ingested yet
     ├── StoreError            the Chroma store can't be reached or opened
-    │   └── StoreBusyError        another writer held the store past QA_WRITE_LOCK_TIMEOUT
+    │   ├── StoreBusyError        another writer held the store past QA_WRITE_LOCK_TIMEOUT
+    │   └── EmbeddingMismatchError  the index was built with another embedding model than QA_EMBED_MODEL's
     ├── PromptError           a prompt template is missing or lacks a variable
     └── LLMError              the language model failed
         ├── LLMAuthError          the key was refused
@@ -53,6 +54,10 @@ class StoreError(QAError):
 
 
 class StoreBusyError(StoreError):
+    pass
+
+
+class EmbeddingMismatchError(StoreError):
     pass
 
 

@@ -4,6 +4,7 @@ and never shows a user a store error with a server path in it."""
 from __future__ import annotations
 
 import os
+import sys
 import shutil
 import subprocess
 import threading
@@ -128,3 +129,74 @@ def test_questions_are_answered_while_an_upload_is_being_indexed(seed_engine: En
           f"{1000 * sum(during) / max(len(during), 1):.0f} ms a question on average, {1000 * max(during, default=0):.0f} ms at most")
     assert len(during) >= 3, (len(during), upload_s)  # before, the first waited for the whole upload
     assert "crates of tin" in list(page.chat("How many crates of tin does ledger entry 500 record?", None))[-1][3]["text"]
+
+
+# -- another process mid-ingest: readers keep their last complete corpus (issue 16) --------------------
+
+_PAUSED_WRITER = r"""
+import pathlib, sys, time
+from qa import Engine, Settings
+data, folder, mid, go = sys.argv[1:5]
+def pause(done: int, total: int) -> None:
+    # After the first batch is written, while the rest is still to come: hold here until told to go on.
+    if done < total and not pathlib.Path(mid).exists():
+        pathlib.Path(mid).write_text(f"{done}/{total}")
+        while not pathlib.Path(go).exists():
+            time.sleep(0.05)
+Engine(Settings(data_dir=data, _env_file=None)).ingest(folder, progress=False, on_progress=pause)
+"""
+
+
+def _copies(folder: Path, n: int) -> Path:
+    """`n` renamed copies of the seed article: 7 chunks each, so 40 copies take two write batches of 256."""
+    folder.mkdir()
+    text = (SEEDS / "000_da55755936a874b9.txt").read_text(encoding="utf-8")
+    for i in range(n):
+        (folder / f"copy-{i:03d}.txt").write_text(text.replace("Russia", f"Russia{i}", 1), encoding="utf-8")
+    return folder
+
+
+def _start_paused_writer(engine: Engine, folder: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], Path]:
+    mid, go = tmp_path / "mid", tmp_path / "go"
+    mid.unlink(missing_ok=True)
+    go.unlink(missing_ok=True)
+    env = {**os.environ, "QA_DATA_DIR": str(engine.settings.data_dir)}
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_WRITER, str(engine.settings.data_dir), str(folder), str(mid), str(go)],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not mid.exists():
+        assert writer.poll() is None, writer.stderr.read() if writer.stderr else ""
+        assert time.monotonic() < deadline, "the writer never got past its first batch"
+        time.sleep(0.1)
+    return writer, go
+
+
+def test_a_reader_keeps_its_corpus_while_another_process_is_mid_ingest(seed_engine: Engine, tmp_path: Path) -> None:
+    before = seed_engine.ask(SEDWILL)
+    assert "national security adviser" in before.text and len(seed_engine.corpus.chunks) == 7
+    writer, go = _start_paused_writer(seed_engine, _copies(tmp_path / "copies", 40), tmp_path)
+    try:
+        assert seed_engine.store.state().writer is not None  # 256 of 280 chunks written, the rest to come
+        during = seed_engine.ask(SEDWILL)
+        assert len(seed_engine.corpus.chunks) == 7  # the last complete corpus, not a part of the new one
+        assert [d["source"] for d in seed_engine.documents()] == ["000_da55755936a874b9.txt"]
+        assert (during.text, during.citations) == (before.text, before.citations)
+    finally:
+        go.touch()
+        assert writer.wait(timeout=300) == 0
+    assert len(seed_engine.corpus.chunks) == 7 + 280  # finished: the whole new corpus at once
+    assert seed_engine.store.state().writer is None
+
+
+def test_a_writer_killed_mid_ingest_does_not_hold_readers_back(seed_engine: Engine, tmp_path: Path) -> None:
+    seed_engine.ask(SEDWILL)
+    writer, _ = _start_paused_writer(seed_engine, _copies(tmp_path / "copies", 40), tmp_path)
+    writer.kill()
+    writer.wait(timeout=60)
+    assert seed_engine.store.state().writer is not None  # the mark outlives the writer...
+    seed_engine.ask(SEDWILL)
+    assert len(seed_engine.corpus.chunks) == 7 + 256  # ...but its lock died with it: readers see what it wrote
+    report = seed_engine.ingest(tmp_path / "copies")  # and the next ingest completes the work
+    assert report.chunks_embedded == 280 - 256 and seed_engine.store.state().writer is None
