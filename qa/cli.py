@@ -99,7 +99,7 @@ def ingest(folder: Path | None, as_json: bool, progress: bool | None, collection
     Reads PDF, .docx, .pptx, HTML, CSV, reStructuredText, Markdown and text; every file left out is
     listed with its reason."""
     engine = _engine(collection)
-    report = engine.ingest(folder, progress=progress, **({"rebuild": True} if rebuild else {}))
+    report = engine.ingest(folder, progress=progress, rebuild=rebuild)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -372,8 +372,8 @@ class Engine:
                 existing = store.chunk_ids_by_source(root)
                 if scan.only is not None:  # one file: nothing else in its folder is compared, so nothing else is removed
                     existing = {source: ids for source, ids in existing.items() if source in scan.only}
-                to_add = []
-                kept = []
+                to_add: list[Chunk] = []
+                kept: list[Chunk] = []
                 to_delete: list[str] = []
                 for doc in scan.documents:
                     save_text(self.settings.data_dir, doc)
