@@ -107,7 +107,8 @@ test-llm: llm-local
 # listed here: the others are read for their types (--follow-imports=silent) but their errors not reported.
 TYPECHECK := qa/readers qa/text.py qa/documents.py qa/metrics.py qa/querylog.py qa/feedback.py qa/ratelimit.py \
   qa/slack_render.py qa/ui_render.py qa/local_llm.py qa/settings.py qa/errors.py qa/quality.py qa/prompts.py \
-  qa/cli.py qa/api.py qa/ui.py qa/slack.py qa/eval qa/answer/model.py qa/answer/train.py qa/store.py qa/memory_store.py qa/check.py
+  qa/cli.py qa/api.py qa/ui.py qa/slack.py qa/eval qa/answer/model.py qa/answer/train.py qa/store.py qa/memory_store.py qa/check.py \
+  qa/answer/llm.py
 typecheck: install
 	$(BIN)/mypy --follow-imports=silent $(TYPECHECK)
 test: typecheck  # make test type-checks before it runs anything
