@@ -186,7 +186,7 @@ def _one_blas_thread() -> Any:
     global _blas
     if _blas is None:
         try:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+            from threadpoolctl import ThreadpoolController
 
             _blas = ThreadpoolController()
         except ImportError:
@@ -370,7 +370,7 @@ class _OnnxEncoder:
     def load(cls, model: MiniLM) -> _OnnxEncoder:
         """The cached graph if it still matches the NumPy path, else a freshly built one."""
         try:
-            import onnxruntime  # type: ignore[import-untyped]
+            import onnxruntime
         except ImportError:
             raise _OnnxUnavailable("onnxruntime is not installed (`pip install onnxruntime`).") from None
         path = model.cache_dir / f"minilm-{MODEL_SHA256[:12]}-v{_ONNX_VERSION}.onnx" if model.cache_dir else None
