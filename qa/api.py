@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from qa.errors import ConfigError, IndexMissingError, InputError, QAError, StoreError
+from qa.types import MARKER
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -92,14 +93,22 @@ def api_error(exc: BaseException, settings: "Settings") -> ApiError:
 # -- Markdown: documents are untrusted, so their text can't become links, images or HTML ------------
 
 _MD_SPECIAL = frozenset("\\`*_{}[]()<>#|~!&")
-_MARKER = re.compile(r"\\\[(\d{1,3})\\\]")
-_OPEN_MARKER = re.compile(r"\[\d{0,3}$")
+_OPEN_MARKER = re.compile(r"\[[\d\s,;]{0,24}$")  # what may still become a `MARKER` when the next delta comes
 
 
 def escape_markdown(text: str) -> str:
     """`text` shown literally by a Markdown renderer, except `[n]` citation markers."""
-    escaped = "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
-    return _MARKER.sub(r"[\1]", escaped)
+    out, at = [], 0
+    for marker in MARKER.finditer(text):
+        out.append(_escape_md(text[at : marker.start()]))
+        out.append(marker.group(0))
+        at = marker.end()
+    out.append(_escape_md(text[at:]))
+    return "".join(out)
+
+
+def _escape_md(text: str) -> str:
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in text)
 
 
 class MarkdownStream:

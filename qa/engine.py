@@ -12,22 +12,23 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qa.errors import IndexMissingError, InputError, LLMError, QAError, StoreError
+from qa.errors import IndexMissingError, InputError, QAError, StoreError
 from qa.querylog import logged
 from qa.settings import Settings
 from qa.types import Answer, Chunk, IngestReport
 
 if TYPE_CHECKING:
+    from qa.answer import Answerer, Question, Search
     from qa.answer.extractive import ExtractiveAnswerer
     from qa.answer.llm import LLMAnswerer
     from qa.embed import Embedder
+    from qa.passages import Passages
     from qa.retrieve import Corpus, Retriever, Retrieval
     from qa.store import Store, WriterLock, WriterMark
 
 log = logging.getLogger(__name__)
 
 Message = dict[str, str]
-_CHAIN = 3  # earlier questions a chain of follow-ups may bring in
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _EMBED_GROUP = 256  # chunks embedded and written per step: a killed ingest loses at most one step
 
@@ -38,10 +39,6 @@ def _forget_texts(data_dir: Path, root: str, sources: Sequence[str]) -> None:
 
     for source in sources:
         text_path(data_dir, doc_id(root, source)).unlink(missing_ok=True)
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 2)
 
 
 def clean_question(question: str, *, limit: int) -> str:
@@ -63,36 +60,13 @@ def clean_question(question: str, *, limit: int) -> str:
     return cleaned
 
 
-def user_turns(history: Sequence[Message | str] | None) -> list[str]:
-    """Earlier user questions, from OpenAI/Gradio-style messages or plain strings."""
-    turns: list[str] = []
-    for message in history or []:
-        if isinstance(message, str):
-            turns.append(message)
-        elif isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str) and content.strip():
-                turns.append(content)
-    return turns
+def __getattr__(name: str) -> Any:
+    # `follow_up_context` and `user_turns` live in qa/answer/followup.py now; loaded on use (NumPy), not by `qa --help`
+    if name in ("follow_up_context", "user_turns"):
+        from qa.answer import followup
 
-
-def follow_up_context(question: str, history: Sequence[Message | str] | None) -> str:
-    """The earlier questions a follow-up leans on ("What did he say…?"), or "" for a standalone question.
-
-    The decision is fitted (`qa/answer/followup.py`); a follow-up of a follow-up brings the chain back
-    to the last question that stood alone (at most `_CHAIN` turns).
-    """
-    turns = user_turns(history)
-    if not turns:
-        return ""
-    from qa.answer.followup import leans_on_previous
-
-    if not leans_on_previous(question, turns[-1]):
-        return ""
-    at = len(turns) - 1
-    while at > 0 and len(turns) - at < _CHAIN and leans_on_previous(turns[at], turns[at - 1]):
-        at -= 1
-    return " ".join(turns[at:])
+        return getattr(followup, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Engine:
@@ -104,10 +78,12 @@ class Engine:
     the store, the next question reopens it and reloads the corpus first.
     """
 
-    def __init__(self, settings: Settings, *, store: Store | None = None) -> None:
-        """`store`: use this store (any `qa.store.Store`, e.g. an in-memory one) instead of the Chroma one the settings name."""
+    def __init__(self, settings: Settings, *, store: Store | None = None, answerer: Answerer | None = None) -> None:
+        """`store`: use this store (any `qa.store.Store`, e.g. an in-memory one) instead of the Chroma one the settings name;
+        `answerer`: this answerer (any `qa.answer.Answerer`) instead of the configured mode's."""
         self.settings = settings
         self._injected_store = store
+        self._answerer = answerer  # None: the configured mode's (`answerer`)
         self._lock = threading.RLock()  # held briefly: to load or swap parts, never across a write
         self._writer: WriterLock | None = None
         self._writes = 0  # writes in progress in this engine; questions keep the corpus they have
@@ -163,7 +139,7 @@ class Engine:
         settings = self.settings.collection_settings(name)
         if settings is self.settings:
             return self
-        other = Engine(settings)
+        other = Engine(settings, answerer=self._answerer)
         other._embedder, other._extractive, other._llm = self._embedder, self._extractive, self._llm
         if other._embedder is None:
             other._embedder = self.embedder
@@ -292,7 +268,7 @@ class Engine:
                 self._retriever = Retriever(self.store, corpus, self.embedder)
             return self._retriever
 
-    def _retrieve(self, query: str, k: int) -> tuple[Retriever, Retrieval]:
+    def _retrieve(self, query: str, k: int, *, mode: str = "hybrid") -> tuple[Retriever, Retrieval]:
         """One retriever (one corpus snapshot) and its retrieval; a store error is retried once on a reopened store.
 
         Another process may write between the freshness check and the query; reopening then
@@ -300,7 +276,7 @@ class Engine:
         """
         retriever = self.retriever
         try:
-            return retriever, retriever.retrieve(query, k)
+            return retriever, retriever.retrieve(query, k, mode=mode)
         except StoreError as exc:
             log.warning("retrieval failed (%s); reopening the store and retrying once", exc)
             with self._lock:
@@ -310,12 +286,19 @@ class Engine:
                     self._store = self._open_store(fresh=True)
                     self._corpus = self._retriever = None
             retriever = self.retriever
-            return retriever, retriever.retrieve(query, k)
+            return retriever, retriever.retrieve(query, k, mode=mode)
 
     @property
-    def answerer(self) -> Any:
-        """The answerer of the configured mode: the LLM one when QA_LLM_BASE_URL or OPENAI_API_KEY is set."""
-        return self.llm_answerer if self.settings.llm_enabled else self.extractive_answerer
+    def answerer(self) -> Answerer:
+        """The injected answerer, or the configured mode's: with QA_LLM_BASE_URL or OPENAI_API_KEY the LLM one,
+        falling back to the extractive one when the model fails; otherwise the extractive one."""
+        if self._answerer is not None:
+            return self._answerer
+        if not self.settings.llm_enabled:
+            return self.extractive_answerer
+        from qa.answer.fallback import Fallback
+
+        return Fallback(self.llm_answerer, self.extractive_answerer, debug=self.settings.debug)
 
     @property
     def extractive_answerer(self) -> ExtractiveAnswerer:
@@ -338,6 +321,8 @@ class Engine:
     @property
     def mode(self) -> str:
         """`extractive`, or `llm:<model>` when an LLM is configured (a fallback answer still says `extractive`)."""
+        if self._answerer is not None:
+            return self._answerer.mode
         return f"llm:{self.settings.llm_model}" if self.settings.llm_enabled else "extractive"
 
     # -- ingest ---------------------------------------------------------------------------------
@@ -472,14 +457,8 @@ class Engine:
     @logged  # one line per question in QA_DATA_DIR/logs/questions.jsonl
     def ask(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Answer:
         """Answer `question` from the indexed documents, given the conversation so far."""
-        if self.settings.llm_enabled:
-            final: Answer | None = None
-            for item in self._llm_turn(question, history, k=k, stream=False):
-                if isinstance(item, Answer):
-                    final = item
-            assert final is not None
-            return final
-        return self._ask_extractive(question, history, k=k)
+        asked, search = self._prepare(question, history, k=k)
+        return self.answerer.answer(asked, search)
 
     @logged
     def stream(self, question: str, history: Sequence[Message | str] | None = None, *, k: int | None = None) -> Iterator[str | Answer]:
@@ -490,121 +469,30 @@ class Engine:
         ends should show it in place of the partial text. The extractive answerer has its whole
         text at once, so it yields one delta.
         """
-        if self.settings.llm_enabled:
-            yield from self._llm_turn(question, history, k=k, stream=True)
-            return
-        answer = self._ask_extractive(question, history, k=k)
-        yield answer.text
-        yield answer
+        asked, search = self._prepare(question, history, k=k)
+        yield from self.answerer.stream(asked, search)
 
-    def _ask_extractive(self, question: str, history: Sequence[Message | str] | None, *, k: int | None) -> Answer:
-        started = time.perf_counter()
-        question = clean_question(question, limit=self.settings.max_question_chars)
+    def _prepare(self, question: str, history: Sequence[Message | str] | None, *, k: int | None) -> tuple[Question, Search]:
+        """The cleaned question and the search its answerer retrieves with (after checking there is an index)."""
+        from qa.answer import Question
+
+        cleaned = clean_question(question, limit=self.settings.max_question_chars)
         self._require_index()
-        context = follow_up_context(question, history)
-        query = f"{context} {question}".strip() if context else question
-        t0 = time.perf_counter()
-        # One retriever (and so one corpus snapshot) for the whole question, even if an ingest
-        # swaps the corpus meanwhile: sentence positions in `retrieval` refer to that snapshot.
-        retriever, retrieval = self._retrieve(query, k or self.settings.top_k)
-        t1 = time.perf_counter()
-        answer = self.extractive_answerer.answer(question, retrieval, retriever.corpus, context=context)
-        t2 = time.perf_counter()
-        answer.question = question
-        answer.retrieval_query = query
-        answer.retrieved = list(retrieval.chunks)
-        answer.timings = {
-            "retrieve_ms": round((t1 - t0) * 1000, 2),
-            "answer_ms": round((t2 - t1) * 1000, 2),
-            "total_ms": round((t2 - started) * 1000, 2),
-        }
-        return answer
+        return Question.of(cleaned, history), self.search_for(k or self.settings.top_k)
 
-    def _llm_turn(self, question: str, history: Sequence[Message | str] | None, *, k: int | None, stream: bool) -> Iterator[str | Answer]:
-        """LLM mode: condense a follow-up, retrieve, ask the model; on any LLM failure, the extractive answer + notice."""
-        question = clean_question(question, limit=self.settings.max_question_chars)
-        self._require_index()
-        llm = self.llm_answerer
-        timings: dict[str, float] = {}
-        t = time.perf_counter()
-        llm.load()  # the first call imports llama-index (seconds): not pipeline overhead, not model latency
-        if (loaded := _ms(t, time.perf_counter())) > 1:
-            timings["llm_load_ms"] = loaded
-        started = time.perf_counter()
-        deadline = time.monotonic() + self.settings.llm_deadline  # the whole answer, however the server trickles it
-        prompts: dict[str, list[Message]] = {}
-        query, emitted, llm_started = question, False, None
-        try:
-            if user_turns(history):
-                t = time.perf_counter()
-                prompts["condense"] = llm.prompts.condense_messages(question, history or [])
-                query = llm.condense(prompts["condense"], fallback=question, deadline=deadline)
-                timings["condense_ms"] = _ms(t, time.perf_counter())
-            t0 = time.perf_counter()
-            retriever, retrieval = self._retrieve(query, k or self.settings.top_k)
-            t1 = time.perf_counter()
-            prompts["answer"] = llm.answer_messages(query, retrieval.chunks)
-            llm_started = time.perf_counter()
-            timings["retrieve_ms"] = _ms(t0, t1)
-            timings["prompt_ms"] = _ms(t1, llm_started)
-            # Overhead before the first token that is ours, not the model's: everything but LLM calls.
-            timings["pipeline_ms"] = round(_ms(started, llm_started) - timings.get("condense_ms", 0.0), 2)
-            answer: Answer | None = None
-            for item in llm.generate(query, retrieval, retriever.corpus, stream=stream, messages=prompts["answer"], deadline=deadline):
-                if isinstance(item, Answer):
-                    answer = item
-                    continue
-                if not emitted:
-                    timings["first_token_ms"] = _ms(started, time.perf_counter())
-                    emitted = True
-                yield item
-            assert answer is not None
-        except LLMError as exc:
-            yield from self._fall_back(question, history, k=k, reason=str(exc), emitted=emitted, prompts=prompts, timings=timings, llm_started=llm_started)
-            return
-        except QAError:
-            raise
-        except Exception as exc:
-            if self.settings.debug:
-                raise
-            log.warning("LLM answer failed unexpectedly (%s: %s); falling back to extractive", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            yield from self._fall_back(question, history, k=k, reason=f"unexpected {type(exc).__name__}", emitted=emitted, prompts=prompts, timings=timings, llm_started=llm_started)
-            return
-        done = time.perf_counter()
-        timings["llm_ms"] = _ms(llm_started, done)
-        timings["total_ms"] = _ms(started, done)
-        answer.question = question
-        answer.retrieval_query = query
-        answer.retrieved = list(retrieval.chunks)
-        answer.prompts = prompts
-        answer.timings = timings
-        yield answer
+    def search_for(self, k: int) -> Search:
+        """A `Search` returning the top `k` passages: what an answerer retrieves with.
 
-    def _fall_back(
-        self,
-        question: str,
-        history: Sequence[Message | str] | None,
-        *,
-        k: int | None,
-        reason: str,
-        emitted: bool,
-        prompts: dict[str, list[Message]],
-        timings: dict[str, float],
-        llm_started: float | None,
-    ) -> Iterator[str | Answer]:
-        log.debug("language model unavailable: %s", reason)
-        failed_at = time.perf_counter()
-        answer = self._ask_extractive(question, history, k=k)
-        what = "stopped mid-answer" if emitted else "is unavailable"
-        reason = " ".join(reason.split())[:200]
-        answer.notice = f"The language model {what} ({reason}); showing the extractive answer."
-        answer.prompts = prompts
-        if llm_started is not None:
-            answer.timings["llm_ms"] = round((failed_at - llm_started) * 1000, 2)
-        answer.timings = {**timings, **answer.timings}
-        if not emitted:
-            yield answer.text
-        yield answer
+        Each search uses one retriever (one corpus snapshot) throughout, even if an ingest swaps the
+        corpus meanwhile, and its `Passages` hold everything the answerer needs from it.
+        """
+
+        def search(query: str, *, mode: str = "hybrid") -> Passages:
+            started = time.perf_counter()
+            retriever, retrieval = self._retrieve(query, k, mode=mode)
+            return retriever.passages(retrieval, started=started)
+
+        return search
 
     def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Any]:
         """Just the ranked chunks, for inspection and evaluation."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 
 from qa.errors import InputError
 from qa.text import normalize, squad_normalize, strip_markdown
+from qa.types import strip_markers as strip_markers  # re-exported (qa.eval imports it from here): a marker `[1]` must not match an answer "1"
 
 # Names scripts read from summary.json; fixed.
 METRICS = (
@@ -60,7 +60,6 @@ RATES = tuple(
 )
 NUMERIC = tuple(m for m in (*METRICS, *EXTRA_METRICS, *LLM_METRICS) if m != "mode")
 
-_MARKER = re.compile(r"\s*\[\s*\d{1,4}(?:\s*[,;]\s*\d{1,4})*\s*\]")
 
 
 # -- the gold format --------------------------------------------------------------------------
@@ -157,11 +156,6 @@ def load_gold(path: Path) -> list[GoldItem]:
 
 
 # -- string matching --------------------------------------------------------------------------
-
-
-def strip_markers(text: str) -> str:
-    """The answer without its `[n]` citation markers (a marker `[1]` must not match an answer "1")."""
-    return " ".join(_MARKER.sub("", text).split())
 
 
 def contains_any(text: str, needles: Iterable[str]) -> bool:

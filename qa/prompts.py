@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import PromptError
-from qa.types import Chunk
+from qa.types import Chunk, strip_markers
 
 Message = dict[str, str]
 
@@ -34,7 +34,6 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DELIMITERS = ("documents", "passage", "question", "conversation", "follow_up")
 # "<", full-width "＜" and small "﹤" followed by an optional "/" and one of our tag names; also "<|" chat-template tokens.
 _DELIMITER_LIKE = re.compile(r"[<\uff1c\ufe64](?=\s*/?\s*(?:" + "|".join(_DELIMITERS) + r")\b)|<(?=\|)", re.IGNORECASE)
-_MARKER = re.compile(r"\s*\[\d+(?:\s*[,;]\s*\d+)*\]")
 
 
 def fill(template: str, values: Mapping[str, str], *, name: str = "template") -> str:
@@ -106,7 +105,7 @@ class PromptSet:
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def condense_messages(self, question: str, history: Iterable[Message | str]) -> list[Message]:
+    def condense_messages(self, question: str, history: Iterable[Mapping[str, str] | str]) -> list[Message]:
         """The one message that asks for a follow-up rewritten as a standalone question."""
         content = fill(
             self.condense,
@@ -136,19 +135,19 @@ def format_passages(chunks: Sequence[Chunk]) -> str:
     return "\n".join(parts)
 
 
-def format_history(history: Iterable[Message | str]) -> str:
+def format_history(history: Iterable[Mapping[str, str] | str]) -> str:
     """The last turns as `User: …` / `Assistant: …` lines, citation markers dropped, delimiters escaped."""
     lines: list[str] = []
     for message in history:
         if isinstance(message, str):
             role, content = "user", message
-        elif isinstance(message, dict) and isinstance(message.get("content"), str):
+        elif isinstance(message, Mapping) and isinstance(message.get("content"), str):
             role, content = str(message.get("role", "user")), str(message["content"])
         else:
             continue
         if role not in ("user", "assistant"):
             continue
-        text = " ".join(_MARKER.sub("", content).split())
+        text = strip_markers(content)
         if not text:
             continue
         if len(text) > HISTORY_CHARS:

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
-from qa.text import STOPWORDS, words
+from qa.terms import TermStats, lexical_terms
+from qa.terms import stemmer as _stemmer
 from qa.types import Chunk, Sentence
 
 if TYPE_CHECKING:
     from qa.embed import Embedder
+    from qa.passages import Passages
     from qa.store import Store
 
 log = logging.getLogger(__name__)
@@ -30,17 +33,6 @@ log = logging.getLogger(__name__)
 RRF_K = 60
 CANDIDATES = 50
 _CACHE_VERSION = 6  # 6: page, section, root, markup (issue 15)
-
-
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def lexical_terms(text: str, stemmer: Any) -> list[str]:
-    """BM25 terms: words without stop words, stemmed."""
-    return list(stemmer.stemWords([w for w in words(text) if w not in STOPWORDS]))
 
 
 def _quiet_bm25s() -> None:
@@ -206,6 +198,10 @@ class Corpus:
         corpus.bm25 = bm25
         corpus.vocab = set(bm25.vocab_dict)
         return corpus
+
+    def term_stats(self) -> TermStats:
+        """How many sentences the index holds and how many hold each term: what answerers weigh terms by."""
+        return TermStats(len(self.sentence_owner), self.doc_freq)
 
     def bm25_scores(self, terms: list[str]) -> np.ndarray:
         known = [t for t in terms if t in self.vocab]
@@ -416,3 +412,30 @@ class Retriever:
                 dense = float(vec @ vector) if vec is not None else dense_sim.get(row, 0.0)
                 retrieval.sentences[(ci, si)] = SentenceScore(ci, si, dense, float(bm25[row]), fused.get(row, 0.0))
         return retrieval
+
+    def search(self, query: str, k: int, *, mode: str = "hybrid") -> Passages:
+        """`retrieve`, as the self-contained passages an answerer is given."""
+        started = time.perf_counter()
+        retrieval = self.retrieve(query, k, mode=mode)
+        return self.passages(retrieval, started=started)
+
+    def passages(self, retrieval: Retrieval, *, started: float | None = None) -> Passages:
+        """`retrieval` with each chunk's sentences, their scores and terms, and the corpus's term statistics."""
+        from qa.passages import Passage, Passages, ScoredSentence
+
+        corpus = self.corpus
+        items = []
+        for chunk, score in zip(retrieval.chunks, retrieval.chunk_scores):
+            ci = corpus.position.get(chunk.id)
+            sentences = []
+            for si, text in enumerate(chunk.sentence_texts()):
+                s = retrieval.sentences.get((ci, si)) if ci is not None else None
+                sentences.append(
+                    ScoredSentence(
+                        si, text, frozenset(lexical_terms(text, self.stemmer)),
+                        dense=s.dense if s else 0.0, bm25=s.bm25 if s else 0.0, fused=s.rrf if s else 0.0,
+                    )
+                )
+            items.append(Passage(chunk, score, tuple(sentences)))
+        elapsed = round((time.perf_counter() - started) * 1000, 2) if started is not None else 0.0
+        return Passages(retrieval.query, tuple(items), corpus.term_stats(), retrieval.bm25_max, retrieve_ms=elapsed)

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# A citation marker in an answer's text: "[1]", "[1, 3]" (and "[ 2 ]", "[1;3]" as people type them);
+# group 1 holds the numbers. The one definition every part that finds, strips or renders markers uses.
+MARKER = re.compile(r"\[\s*(\d{1,4}(?:\s*[,;]\s*\d{1,4})*)\s*\]")
+_SPACED_MARKER = re.compile(r"\s*" + MARKER.pattern)
+
+
+def marker_numbers(marker: str) -> list[int]:
+    """The citation numbers a marker names: `[1, 3]` -> [1, 3]."""
+    return [int(n) for n in re.findall(r"\d+", marker)]
+
+
+def strip_markers(text: str) -> str:
+    """`text` without its citation markers (and the space before each), whitespace collapsed."""
+    return " ".join(_SPACED_MARKER.sub("", text).split())
 
 
 @dataclass(frozen=True)
@@ -193,9 +209,12 @@ class UnsupportedSentence:
         return "no citation"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Answer:
-    """What every front end renders: the text with inline `[n]` markers and their citations."""
+    """What every front end renders: the text with inline `[n]` markers and their citations.
+
+    Frozen: an answer is final once returned; a changed copy is `dataclasses.replace(answer, ...)`.
+    """
 
     text: str
     citations: list[Citation] = field(default_factory=list)

@@ -14,9 +14,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from qa.types import Answer, Chunk, Citation
+from qa.types import MARKER, Answer, Chunk, Citation
 
-_MARKER = re.compile(r"\[(\d{1,3})\]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 CSS = """
@@ -158,7 +157,7 @@ def _with_flags(answer: Answer) -> str:
 
 
 def _markers_inline(value: str) -> str:
-    return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', _inline(_CONTROL.sub("", value)))
+    return MARKER.sub(r'<span class="qa-ref">\g<0></span>', _inline(_CONTROL.sub("", value)))
 
 
 def render_sources(
@@ -265,7 +264,7 @@ def _with_markers(text: str, *, markdown: bool = False) -> str:
     rendered = _text(text)
     if markdown:
         rendered = markdown_inline(rendered)
-    return _MARKER.sub(r'<span class="qa-ref">[\1]</span>', rendered)
+    return MARKER.sub(r'<span class="qa-ref">\g<0></span>', rendered)
 
 
 def _doc_label(document: Mapping[str, Any]) -> str:

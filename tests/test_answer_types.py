@@ -70,7 +70,7 @@ def test_negative_verbs_say_something_is_not_so() -> None:
 
     def negates(text: str) -> bool:
         tokens = lex.tokens(text)
-        from qa.retrieve import _stemmer
+        from qa.terms import stemmer as _stemmer
 
         return lex.negates(tokens, list(_stemmer().stemWords(tokens)))
 

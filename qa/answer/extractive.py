@@ -7,12 +7,15 @@ the best one is quoted when it clears the fitted threshold, and otherwise the an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
-from qa.answer import ABSTAIN_TEXT
+from qa.answer import ABSTAIN_TEXT, Question, Search
 from qa.answer.features import Candidate, Featurizer
+from qa.answer.followup import with_context
 from qa.answer.model import Artifact, load_artifact
-from qa.retrieve import Corpus, Retrieval
+from qa.passages import Passages
 from qa.types import Answer, Citation
 
 # A second sentence comes only from the passage of the first and from the best few: it often
@@ -34,7 +37,11 @@ class Ranked:
 
 
 class ExtractiveAnswerer:
-    """Scores every sentence of the retrieved chunks and quotes at most `max_sentences` of them."""
+    """Scores every sentence of the retrieved chunks and quotes at most `max_sentences` of them.
+
+    A follow-up ("When did he join?") is retrieved and scored with the earlier questions it leans on
+    (`qa/answer/followup.py`); the answer's `retrieval_query` shows them.
+    """
 
     mode = "extractive"
 
@@ -43,11 +50,33 @@ class ExtractiveAnswerer:
         self.artifact = artifact if artifact is not None else load_artifact()
         self.featurizer = Featurizer()
 
-    def answer(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> Answer:
-        ranked = self.rank(question, retrieval, corpus, context=context)
+    def answer(self, question: Question, search: Search) -> Answer:
+        started = time.perf_counter()
+        query, context = with_context(question.text, question.history)
+        passages = search(query)
+        t1 = time.perf_counter()
+        answer = self.answer_passages(question.text, passages, context=context)
+        t2 = time.perf_counter()
+        timings = {
+            "retrieve_ms": passages.retrieve_ms,
+            "answer_ms": round((t2 - t1) * 1000, 2),
+            "total_ms": round((t2 - started) * 1000, 2),
+        }
+        return replace(answer, retrieval_query=query, retrieved=passages.chunks, timings=timings)
+
+    def stream(self, question: Question, search: Search) -> Iterator[str | Answer]:
+        """The whole text at once (one delta), then the answer."""
+        answer = self.answer(question, search)
+        yield answer.text
+        yield answer
+
+    def answer_passages(self, question: str, passages: Passages, *, context: str = "") -> Answer:
+        """The answer from `passages` already retrieved; `context` = earlier questions the question leans on."""
+        ranked = self.rank(question, passages, context=context)
         if not ranked.answerable:
             return Answer(
-                text=ABSTAIN_TEXT, abstained=True, mode=self.mode, question=question, confidence=round(ranked.score, 4)
+                text=ABSTAIN_TEXT, abstained=True, mode=self.mode, question=question, confidence=round(ranked.score, 4),
+                retrieval_query=passages.query, retrieved=passages.chunks,
             )
         best = ranked.candidates[0]
         chosen = [best]
@@ -60,16 +89,17 @@ class ExtractiveAnswerer:
         parts: list[str] = []
         citations: list[Citation] = []
         for n, cand in enumerate(chosen, start=1):
-            citation = corpus.chunks[cand.chunk].cite(n, cand.index, round(cand.score, 4))
+            citation = passages[cand.chunk].chunk.cite(n, cand.index, round(cand.score, 4))
             parts.append(f"{citation.quote} [{n}]")
             citations.append(citation)
         return Answer(
-            text=" ".join(parts), citations=citations, mode=self.mode, question=question, confidence=round(ranked.score, 4)
+            text=" ".join(parts), citations=citations, mode=self.mode, question=question, confidence=round(ranked.score, 4),
+            retrieval_query=passages.query, retrieved=passages.chunks,
         )
 
-    def rank(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> Ranked:
+    def rank(self, question: str, passages: Passages, *, context: str = "") -> Ranked:
         """Every candidate sentence with its probability of answering, best first."""
-        candidates = self.featurizer.candidates(question, retrieval, corpus, context=context)
+        candidates = self.featurizer.candidates(question, passages, context=context)
         if candidates:
             import numpy as np
 

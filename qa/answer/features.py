@@ -17,10 +17,11 @@ import numpy as np
 
 from qa.answer.lexicon import Lexicon, lexicon
 from qa.answer.qtype import STRICT_KINDS, has_answer_type, question_type
+from qa.terms import TermStats, idf, stemmer
 from qa.text import STOPWORDS
 
 if TYPE_CHECKING:
-    from qa.retrieve import Corpus, Retrieval
+    from qa.passages import Passages
 
 FEATURES = (
     "dense",  # cosine of question and sentence (MiniLM)
@@ -96,7 +97,7 @@ class QuestionView:
 class Candidate:
     """One sentence of a retrieved passage, its features and (once scored) its probability of answering."""
 
-    chunk: int
+    chunk: int  # the passage's rank among the retrieved ones
     index: int
     text: str
     features: np.ndarray
@@ -112,26 +113,23 @@ class Featurizer:
     _stems: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from qa.retrieve import _stemmer
-
-        self._stemmer = _stemmer()
+        self._stemmer = stemmer()
 
     def keys(self, text: str) -> list[str]:
         """Content term keys of `text`: stems, or a shared key for a country, number or month."""
         return [_key(t, self._stems, self._stemmer) for t in self.lex.tokens(text) if t not in STOPWORDS]
 
-    def question(self, question: str, context: str, corpus: Corpus) -> QuestionView:
-        n = max(len(corpus.sentence_owner), 1)
-        max_idf = math.log(1 + (n + 0.5) / 0.5)
+    def question(self, question: str, context: str, stats: TermStats) -> QuestionView:
+        n = max(stats.n, 1)
+        max_idf = stats.max_idf
         weights: dict[str, float] = {}
         for text, factor in ((question, 1.0), (context, 0.5)):
             for token in self.lex.tokens(text):
                 if token in STOPWORDS:
                     continue
                 key = _key(token, self._stems, self._stemmer)
-                df = corpus.doc_freq.get(key, 0) if ":" not in key else max(corpus.doc_freq.get(token.split(":")[1], 0), n // 100)
-                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
-                weights[key] = max(weights.get(key, 0.0), factor * idf)
+                df = stats.df(key) if ":" not in key else max(stats.df(token.split(":")[1]), n // 100)
+                weights[key] = max(weights.get(key, 0.0), factor * idf(n, df))
         pairs = self.lex.pairs(question)
         raw = [key for _, key in pairs]
         entities = set()
@@ -162,24 +160,24 @@ class Featurizer:
             max_idf=max_idf,
         )
 
-    def candidates(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> list[Candidate]:
+    def candidates(self, question: str, passages: Passages, *, context: str = "") -> list[Candidate]:
         """Every sentence of the retrieved passages, with its feature row."""
-        if not retrieval.sentences:
+        scores = {(ci, s.index): s for ci, p in enumerate(passages) for s in p.sentences}
+        if not scores:
             return []
-        q = self.question(question, context, corpus)
+        q = self.question(question, context, passages.stats)
         total = sum(q.weights.values()) or 1.0
-        chunk_pos = {corpus.position[c.id]: r for r, c in enumerate(retrieval.chunks)}
-        chunk_score = dict(zip(chunk_pos, retrieval.chunk_scores))
-        top_chunk = max(retrieval.chunk_scores, default=1.0) or 1.0
-        bm25_max = retrieval.bm25_max or 1.0
+        chunk_pos = {ci: ci for ci in range(len(passages))}
+        chunk_score = {ci: p.score for ci, p in enumerate(passages)}
+        top_chunk = max(chunk_score.values(), default=1.0) or 1.0
+        bm25_max = passages.bm25_max or 1.0
         sentence_keys: dict[tuple[int, int], frozenset[str]] = {}
         sentence_tokens: dict[tuple[int, int], list[str]] = {}
         texts: dict[tuple[int, int], str] = {}
         title_keys: dict[int, frozenset[str]] = {}
-        for ci in chunk_pos:
-            chunk = corpus.chunks[ci]
-            title_keys[ci] = frozenset(self.keys(chunk.title))
-            for si, text in enumerate(chunk.sentence_texts()):
+        for ci, passage in enumerate(passages):
+            title_keys[ci] = frozenset(self.keys(passage.chunk.title))
+            for si, text in ((s.index, s.text) for s in passage.sentences):
                 tokens = self.lex.tokens(text)
                 texts[(ci, si)] = text
                 sentence_tokens[(ci, si)] = tokens
@@ -192,7 +190,6 @@ class Featurizer:
         def cover(keys: frozenset[str]) -> float:
             return sum(w for t, w in q.weights.items() if t in keys) / total
 
-        scores = retrieval.sentences
         dense_order = sorted(scores, key=lambda k: -scores[k].dense)
         dense_rank = {k: r for r, k in enumerate(dense_order)}
         best_dense = scores[dense_order[0]].dense

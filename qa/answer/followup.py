@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -66,3 +67,42 @@ def leans_on_previous(question: str, previous: str) -> bool:
     artifact = load_artifact()
     p = float(artifact.follow_up.predict(follow_up_features(question, previous)[None, :])[0])
     return p >= artifact.follow_up_threshold
+
+
+_CHAIN = 3  # earlier questions a chain of follow-ups may bring in
+
+
+def user_turns(history: Sequence[Mapping[str, str] | str] | None) -> list[str]:
+    """Earlier user questions, from OpenAI/Gradio-style messages or plain strings."""
+    turns: list[str] = []
+    for message in history or []:
+        if isinstance(message, str):
+            turns.append(message)
+        elif isinstance(message, Mapping) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str) and content.strip():
+                turns.append(content)
+    return turns
+
+
+def follow_up_context(question: str, history: Sequence[Mapping[str, str] | str] | None) -> str:
+    """The earlier questions a follow-up leans on ("What did he say…?"), or "" for a standalone question.
+
+    The decision is fitted (`leans_on_previous`); a follow-up of a follow-up brings the chain back
+    to the last question that stood alone (at most `_CHAIN` turns).
+    """
+    turns = user_turns(history)
+    if not turns:
+        return ""
+    if not leans_on_previous(question, turns[-1]):
+        return ""
+    at = len(turns) - 1
+    while at > 0 and len(turns) - at < _CHAIN and leans_on_previous(turns[at], turns[at - 1]):
+        at -= 1
+    return " ".join(turns[at:])
+
+
+def with_context(question: str, history: Sequence[Mapping[str, str] | str] | None) -> tuple[str, str]:
+    """`(query, context)`: what to retrieve with (the earlier questions a follow-up leans on, then it), and that context."""
+    context = follow_up_context(question, history)
+    return (f"{context} {question}".strip() if context else question), context

@@ -94,9 +94,9 @@ _MONTH_FORMS["sept"] = 9
 
 @functools.lru_cache(maxsize=1)
 def lexicon() -> Lexicon:
-    from qa.retrieve import _stemmer
+    from qa.terms import stemmer as make_stemmer
 
-    stemmer = _stemmer()
+    stemmer = make_stemmer()
     phrase_key: dict[str, str] = {}
     country_word: dict[str, str] = {}
     upper_word: dict[str, str] = {}

@@ -20,25 +20,29 @@ import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from qa.answer import Attempt, Question, Search, record_attempt
+from qa.answer.followup import user_turns
 from qa.errors import ConfigError, LLMAuthError, LLMError, LLMUnavailableError
 from qa.prompts import NO_ANSWER, Message, PromptSet
 from qa.settings import Settings
+from qa.terms import TermStats, lexical_terms, stemmer
 from qa.text import STOPWORDS, normalize, sentence_spans, words
-from qa.types import Answer, Chunk, Citation, UnsupportedSentence
+from qa.types import MARKER, Answer, Chunk, Citation, UnsupportedSentence, marker_numbers
 
 if TYPE_CHECKING:
     from llama_index.core.llms import LLM
 
-if TYPE_CHECKING:
-    from qa.retrieve import Corpus, Retrieval
+    from qa.passages import Passages
 
 log = logging.getLogger(__name__)
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-# "[2]", "[1, 3]", "[1; 3]", and the "[Passage 2]" / "[source 1 and 2]" small models like to write
+# What a model writes as a marker: "[2]", "[1, 3]", "[1; 3]", and the "[Passage 2]" / "[source 1 and 2]"
+# small models like to write. Only raw model text is read with it: CitationFilter rewrites each one
+# to an answer marker (`qa.types.MARKER`, "[1]" or "[1, 3]") or drops it.
 _LABEL = r"(?:(?:passages?|sources?|docs?|documents?)\s*)?"
 _MARKER = re.compile(
     r"\[\s*" + _LABEL + r"\d{1,4}(?:\s*(?:,|;|and|&)\s*" + _LABEL + r"\d{1,4})*\s*\]", re.IGNORECASE
@@ -46,6 +50,10 @@ _MARKER = re.compile(
 _PARTIAL_MARKER = re.compile(r"\[[\w\s,;&]*\Z")
 _MAX_MARKER = 40  # characters: a "[" open longer than this is prose, not a citation
 _ABSTAIN_CUES = ("documents don't cover", "documents do not cover", "documents don't say", "documents do not say")
+
+
+def _ms(start: float, end: float) -> float:
+    return round((end - start) * 1000, 2)
 
 
 def server_url(settings: Settings, *, shown: bool = False) -> str:
@@ -244,8 +252,7 @@ class CitationFilter:
     def _map(self, marker: str) -> str:
         kept: list[int] = []
         claim: str | None = None
-        for part in re.findall(r"\d+", marker):
-            n = int(part)
+        for n in marker_numbers(marker):
             if not 1 <= n <= self.passages:
                 continue
             if claim is None:
@@ -274,36 +281,23 @@ class Support:
     question breaks ties (and decides alone when the claim shares no term, e.g. a paraphrase).
     """
 
-    def __init__(self, chunks: Sequence[Chunk], corpus: Corpus, prior: dict[int, list[float]] | None = None) -> None:
-        from qa.retrieve import _stemmer
-
-        self.chunks = chunks
-        self.corpus = corpus
-        self.prior = prior or {}
-        self.stemmer = _stemmer()
-        self._terms: dict[int, list[set[str]]] = {}
-
-    def _idf(self, term: str) -> float:
-        n = max(len(self.corpus.sentence_owner), 1)
-        df = self.corpus.doc_freq.get(term, 0)
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+    def __init__(self, passages: Passages) -> None:
+        self.passages = passages
+        self.stats: TermStats = passages.stats
+        self.stemmer = stemmer()
 
     def __call__(self, passage: int, claim: str) -> tuple[int, float]:
-        from qa.retrieve import lexical_terms
-
         index = passage - 1
-        if index not in self._terms:
-            self._terms[index] = [set(lexical_terms(t, self.stemmer)) for t in self.chunks[index].sentence_texts()]
+        sentences = self.passages[index].sentences
         wanted = set(lexical_terms(claim, self.stemmer))
-        total = sum(self._idf(t) for t in wanted) or 1.0
-        prior = self.prior.get(index, [])
+        total = sum(self.stats.idf(t) for t in wanted) or 1.0
         best, best_score, best_rank = 0, 0.0, -math.inf
-        for si, terms in enumerate(self._terms[index]):
-            shared = wanted & terms
-            score = 0.85 * sum(self._idf(t) for t in shared) / total + 0.15 * len(shared) / max(len(terms), 1)
-            rank = score + 0.001 * (prior[si] if si < len(prior) else 0.0)
+        for sentence in sentences:
+            shared = wanted & sentence.terms
+            score = 0.85 * sum(self.stats.idf(t) for t in shared) / total + 0.15 * len(shared) / max(len(sentence.terms), 1)
+            rank = score + 0.001 * sentence.dense
             if rank > best_rank:
-                best, best_score, best_rank = si, score, rank
+                best, best_score, best_rank = sentence.index, score, rank
         return best, best_score
 
 
@@ -331,8 +325,8 @@ def build_answer(cite: CitationFilter, chunks: Sequence[Chunk], *, question: str
 
 # -- sentence-level grounding ------------------------------------------------------------------
 
-_CLEAN_MARKER = re.compile(r"\[\d+(?:, \d+)*\]")
-_LEADING_MARKERS = re.compile(r"(?:\s*\[\d+(?:, \d+)*\])+")
+_CLEAN_MARKER = MARKER  # after CitationFilter every marker reads "[1]" or "[1, 3]"
+_LEADING_MARKERS = re.compile(r"(?:\s*" + MARKER.pattern + r")+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _WORDLIKE = re.compile(r"[^\W\d_][\w'’\-]*")
 # Capitalised only because they open a sentence: never taken for names.
@@ -436,7 +430,7 @@ def check_sentences(text: str, citations: Sequence[Citation], *, dropped_at: Seq
         if not any(ch.isalnum() for ch in _CLEAN_MARKER.sub("", sentence)):
             continue
         claims += 1
-        cited = [int(n) for marker in _CLEAN_MARKER.findall(sentence) for n in re.findall(r"\d+", marker)]
+        cited = [n for marker in _CLEAN_MARKER.finditer(sentence) for n in marker_numbers(marker.group(0))]
         passages = [by_n[n] for n in dict.fromkeys(cited) if n in by_n]
         if not passages:
             reason = "invalid_citation" if any(start < at <= end for at in dropped_at) else "uncited"
@@ -471,14 +465,70 @@ class LLMAnswerer:
             self._llm = make_llm(self.settings)
         return self._llm
 
-    # Answerer protocol
-    def answer(self, question: str, retrieval: Retrieval, corpus: Corpus, *, context: str = "") -> Answer:
+    # -- the Answerer protocol -------------------------------------------------------------------
+
+    def answer(self, question: Question, search: Search) -> Answer:
         final: Answer | None = None
-        for item in self.generate(question, retrieval, corpus, stream=False):
+        for item in self._turn(question, search, stream=False):
             if isinstance(item, Answer):
                 final = item
         assert final is not None
         return final
+
+    def stream(self, question: Question, search: Search) -> Iterator[str | Answer]:
+        """Cleaned text deltas as the model writes them, then the `Answer`; raises LLMError when the model fails."""
+        return self._turn(question, search, stream=True)
+
+    def _turn(self, question: Question, search: Search, *, stream: bool) -> Iterator[str | Answer]:
+        """Condense a follow-up into a standalone question, retrieve with it, ask the model.
+
+        `QA_LLM_DEADLINE` bounds the whole turn (condensing and answering), however the server
+        trickles it. On failure the exception carries what was tried (`attempt_of`): the prompts
+        sent and the timings so far.
+        """
+        attempt = Attempt()
+        timings, prompts = attempt.timings, attempt.prompts
+        t = time.perf_counter()
+        self.load()  # the first call imports llama-index (seconds): not pipeline overhead, not model latency
+        if (loaded := _ms(t, time.perf_counter())) > 1:
+            timings["llm_load_ms"] = loaded
+        started = time.perf_counter()
+        deadline = time.monotonic() + self.settings.llm_deadline
+        query, llm_started = question.text, None
+        try:
+            if user_turns(question.history):
+                t = time.perf_counter()
+                prompts["condense"] = self.prompts.condense_messages(question.text, list(question.history))
+                query = self.condense(prompts["condense"], fallback=question.text, deadline=deadline)
+                timings["condense_ms"] = _ms(t, time.perf_counter())
+            passages = search(query)
+            t1 = time.perf_counter()
+            prompts["answer"] = self.answer_messages(query, passages.chunks)
+            llm_started = time.perf_counter()
+            timings["retrieve_ms"] = passages.retrieve_ms
+            timings["prompt_ms"] = _ms(t1, llm_started)
+            # Overhead before the first token that is ours, not the model's: everything but LLM calls.
+            timings["pipeline_ms"] = round(_ms(started, llm_started) - timings.get("condense_ms", 0.0), 2)
+            answer: Answer | None = None
+            for item in self.generate(query, passages, stream=stream, messages=prompts["answer"], deadline=deadline):
+                if isinstance(item, Answer):
+                    answer = item
+                    continue
+                if "first_token_ms" not in timings:
+                    timings["first_token_ms"] = _ms(started, time.perf_counter())
+                yield item
+            assert answer is not None
+        except BaseException as exc:
+            if llm_started is not None:
+                timings["llm_ms"] = _ms(llm_started, time.perf_counter())
+            record_attempt(exc, attempt)
+            raise
+        done = time.perf_counter()
+        timings["llm_ms"] = _ms(llm_started, done)
+        timings["total_ms"] = _ms(started, done)
+        yield replace(
+            answer, question=question.text, retrieval_query=query, retrieved=passages.chunks, prompts=prompts, timings=timings
+        )
 
     def answer_messages(self, question: str, chunks: Sequence[Chunk]) -> list[Message]:
         return self.prompts.answer_messages(question, chunks)
@@ -486,26 +536,20 @@ class LLMAnswerer:
     def generate(
         self,
         question: str,
-        retrieval: Retrieval,
-        corpus: Corpus,
+        passages: Passages,
         *,
         stream: bool = True,
         messages: list[Message] | None = None,
         deadline: float | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield cleaned text deltas, then the `Answer`; raises LLMError when the model fails.
+        """Yield cleaned text deltas, then the `Answer` to `question` from `passages`; raises LLMError when the model fails.
 
         `deadline` (a `time.monotonic()` value) bounds the whole completion, however the server trickles it.
         """
-        chunks = list(retrieval.chunks)
+        chunks = passages.chunks
         if messages is None:
             messages = self.answer_messages(question, chunks)
-        prior: dict[int, list[float]] = {}
-        for pos, chunk in enumerate(chunks):
-            ci = corpus.position.get(chunk.id)
-            scores = [retrieval.sentences.get((ci, si)) for si in range(len(chunk.sentences))] if ci is not None else []
-            prior[pos] = [s.dense if s is not None else 0.0 for s in scores]
-        cite = CitationFilter(len(chunks), support=Support(chunks, corpus, prior))
+        cite = CitationFilter(len(chunks), support=Support(passages))
         with self._translate_errors():
             for delta in self._complete(messages, stream=stream, deadline=deadline):
                 out = cite.feed(delta)
@@ -515,8 +559,7 @@ class LLMAnswerer:
         if tail:
             yield tail
         answer = build_answer(cite, chunks, question=question, mode=self.mode)
-        answer.prompts = {"answer": messages}
-        yield answer
+        yield replace(answer, prompts={"answer": messages}, retrieval_query=passages.query, retrieved=chunks)
 
     def condense(self, messages: list[Message], *, fallback: str, deadline: float | None = None) -> str:
         """The standalone question the model wrote for `messages`, or `fallback` if it wrote nothing usable."""

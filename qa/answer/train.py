@@ -90,8 +90,8 @@ def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str],
     for q, (item, group) in enumerate(zip(items, groups)):
         context = item.history[-1] if context_from_history and item.history else ""
         query = f"{context} {item.question}".strip()
-        retrieval = retriever.retrieve(query, settings.top_k)
-        for cand in featurizer.candidates(item.question, retrieval, retriever.corpus, context=context):
+        passages = retriever.search(query, settings.top_k)
+        for cand in featurizer.candidates(item.question, passages, context=context):
             rows.x.append(cand.features)
             rows.y.append(_label(cand.text, item.answers, item.evidence) if item.answerable else 0)
             rows.question.append(q)
