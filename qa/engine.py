@@ -494,7 +494,7 @@ class Engine:
 
         return search
 
-    def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Any]:
+    def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Chunk]:
         """Just the ranked chunks, for inspection and evaluation."""
         question = clean_question(question, limit=self.settings.max_question_chars)
         self._require_index()
