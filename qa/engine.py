@@ -549,7 +549,8 @@ class Engine:
         from qa.answer.llm import server_url
         from qa.embed import bundled_model_dir
 
-        embed = {"minilm": "all-MiniLM-L6-v2 (bundled, NumPy)", "minilm-torch": "all-MiniLM-L6-v2 (bundled, torch)"}
+        embed = {"minilm": "all-MiniLM-L6-v2 (bundled, NumPy)", "minilm-torch": "all-MiniLM-L6-v2 (bundled, torch)",
+                 "fake": "fake (hashed words, tests only)"}
         return {
             "store": self.settings.describe_store(),
             "collection": self.settings.collection,

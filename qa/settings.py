@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # Chunking and embeddings
     max_file_mb: int = Field(20, description="Larger files are skipped at ingest with a warning.")
     chunk_tokens: int = Field(200, description="Max word pieces per chunk (the encoder reads 256).")
-    embed_model: str = Field("minilm", description="`minilm` (bundled, offline) or `openai`.")
+    embed_model: str = Field("minilm", description="`minilm` (bundled, offline) or `openai` (`fake`: hashed words, for tests only).")
     openai_embed_model: str = Field("text-embedding-3-small", description="Model name when embed_model=openai.")
     embed_batch_size: int = Field(64, description="Sentences per embedding batch during ingest.")
 

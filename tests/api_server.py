@@ -27,7 +27,7 @@ def seeds_copy(root: Path) -> Path:
 
 
 def api_env(data_dir: Path, seeds_dir: Path, **env: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_"))}
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_")) or k == "QA_EMBED_MODEL"}
     return {**base, "QA_DATA_DIR": str(data_dir), "QA_SEEDS_DIR": str(seeds_dir), "HF_HUB_OFFLINE": "1", **env}
 
 

@@ -59,7 +59,7 @@ def chat_process(data: Path, cwd: Path, *, timeout: float = 240, **env: str) -> 
     """`qa chat` on a free loopback port over `data`, with extra QA_* settings; stopped afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_"))}
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_")) or k == "QA_EMBED_MODEL"}
     environ.update(QA_DATA_DIR=str(data), QA_SEEDS_DIR=str(SEEDS), PYTHONUNBUFFERED="1", **env)
     log = cwd / f"chat-{port}.log"
     with open(log, "w", encoding="utf-8") as sink:

@@ -1,4 +1,11 @@
-"""Shared fixtures: every test gets its own data folder and a clean QA_* environment."""
+"""Shared fixtures: every test gets its own data folder and a clean QA_* environment.
+
+Embeddings: a test embeds with the deterministic fake (`QA_EMBED_MODEL=fake`: hashed words, no model
+to load) unless it, or its module, is marked `real_model`: the tests that measure answer quality, the
+encoder or what a user sees end to end keep the bundled all-MiniLM-L6-v2. The setting is in the
+environment, so servers and `qa` subprocesses a test starts embed the same way; module-scoped
+fixtures see their module's choice, and the seed index is built once per session for each model.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,12 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+REAL_MODEL = "minilm"
+FAKE_MODEL = "fake"
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
 SEED_FILE = SEEDS / "000_da55755936a874b9.txt"
@@ -21,12 +31,32 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 
+def _embed_model(node: pytest.Item | pytest.Collector) -> str:
+    if node.get_closest_marker("fake_model"):  # a test in a `real_model` module that measures no quality
+        return FAKE_MODEL
+    return REAL_MODEL if node.get_closest_marker("real_model") else FAKE_MODEL
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_embed_model(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The embedding model of this module's fixtures (servers, shared indexes): real if it is marked `real_model`."""
+    model = _embed_model(request.node)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QA_EMBED_MODEL", model)
+        yield model
+
+
 @pytest.fixture(autouse=True)
-def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def clean_environ(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[None]:
     """No QA_* or OpenAI/Slack variables leak in; the store lives under the test's tmp_path."""
     for name in list(os.environ):
         if name.startswith(("QA_", "OPENAI_", "SLACK_")):
             monkeypatch.delenv(name, raising=False)
+    model = _embed_model(request.node)
+    if "seed_data_dir" in request.fixturenames and model != _embed_model(request.node.parent or request.node):
+        pytest.fail(f"{request.node.name} embeds with {model} but its module's seed_data_dir with the other model: "
+                    "mark the module, or use real_seed_data_dir", pytrace=False)
+    monkeypatch.setenv("QA_EMBED_MODEL", model)
     monkeypatch.setenv("QA_DATA_DIR", str(tmp_path / ".qa"))
     monkeypatch.setenv("QA_SEEDS_DIR", str(SEEDS))
     monkeypatch.chdir(tmp_path)
@@ -40,13 +70,32 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def seed_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data folder with seeds/ ingested once per session; copy it before writing to it."""
+def _seed_indexes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Per embedding model: the seed index (built on first use) and one read-only engine over it."""
+    return {}
+
+
+def _seed_index(cache: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, model: str) -> tuple[Path, Any]:
     from qa import Engine, Settings
 
-    data = tmp_path_factory.mktemp("seed-index") / ".qa"
-    Engine(Settings(data_dir=data, seeds_dir=SEEDS, _env_file=None)).ingest(SEEDS)
-    return data
+    if model not in cache:
+        data = tmp_path_factory.mktemp(f"seed-index-{model}") / ".qa"
+        settings = Settings(data_dir=data, seeds_dir=SEEDS, embed_model=model, _env_file=None)
+        Engine(settings).ingest(SEEDS)
+        cache[model] = (data, Engine(settings))
+    return cache[model]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def seed_data_dir(_seed_indexes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, module_embed_model: str) -> Path:
+    """A data folder with seeds/ ingested once per session (for the module's embedding model); copy it before writing to it."""
+    return _seed_index(_seed_indexes, tmp_path_factory, module_embed_model)[0]
+
+
+@pytest.fixture
+def real_seed_data_dir(_seed_indexes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`seed_data_dir` embedded by the real model, for a test marked `real_model` in a module that is not."""
+    return _seed_index(_seed_indexes, tmp_path_factory, REAL_MODEL)[0]
 
 
 @pytest.fixture
@@ -59,12 +108,10 @@ def seed_engine(seed_data_dir: Path, tmp_path: Path):  # type: ignore[no-untyped
     return Engine(Settings(data_dir=data, seeds_dir=SEEDS, _env_file=None))
 
 
-@pytest.fixture(scope="session")
-def shared_seed_engine(seed_data_dir: Path):  # type: ignore[no-untyped-def]
-    """One read-only engine for the whole session (fast: model and index load once)."""
-    from qa import Engine, Settings
-
-    return Engine(Settings(data_dir=seed_data_dir, seeds_dir=SEEDS, _env_file=None))
+@pytest.fixture
+def shared_seed_engine(_seed_indexes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """One read-only engine per embedding model for the whole session (fast: model and index load once)."""
+    return _seed_index(_seed_indexes, tmp_path_factory, _embed_model(request.node))[1]
 
 
 def load_gold(path: Path = GOLD) -> list[dict]:  # type: ignore[type-arg]

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from qa import Engine, Settings
+
+pytestmark = pytest.mark.real_model  # the fitted score reads dense similarities: it is measured with the real model
 from qa.answer.model import ARTIFACT, ARTIFACT_SHA256, load_artifact
 from qa.engine import follow_up_context
 from qa.errors import ConfigError
@@ -106,6 +108,7 @@ def test_the_threshold_holds_the_false_abstain_ceiling_on_every_fitting_set() ->
         assert validation[name]["false_abstain_rate"] <= data["max_false_abstain"], name
 
 
+@pytest.mark.fake_model  # determinism of the build, not its quality: the fake embedder is deterministic too
 def test_make_train_builds_the_same_bytes_twice(tmp_path: Path) -> None:
     """Deterministic: two runs over the same (small, written-here) fitting data write identical artifacts."""
     from qa.answer.train import main

@@ -83,7 +83,7 @@ def test_the_openai_python_snippet_runs(server: dict[str, Any]) -> None:
     snippet = fenced_block("## Use it from any OpenAI client", "python")
     assert "http://127.0.0.1:8080/v1" in snippet
     code = snippet.replace("http://127.0.0.1:8080/v1", server["url"] + "/v1")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_")) or k == "QA_EMBED_MODEL"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert "**Sources**" in done.stdout and "abstained: False" in done.stdout

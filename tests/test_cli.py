@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from qa.cli import main
@@ -60,8 +61,9 @@ def test_ingest_warns_about_skipped_files_and_indexes_the_rest(tmp_path: Path) -
     assert "1 added" in result.output
 
 
-def test_info_names_store_model_and_mode(seed_data_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("QA_DATA_DIR", str(seed_data_dir))
+@pytest.mark.real_model
+def test_info_names_store_model_and_mode(real_seed_data_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("QA_DATA_DIR", str(real_seed_data_dir))
     data = json.loads(CliRunner().invoke(main, ["info", "--json"]).output)
     assert data["chunks"] == 7 and data["documents"] == 1
     assert data["mode"] == "extractive"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,48 @@ def test_weights_with_a_wrong_hash_are_refused(tmp_path: Path) -> None:
 def test_bundled_weights_pass_the_hash_check(tmp_path: Path) -> None:
     verify_weights(bundled_model_dir(), tmp_path / "cache")
     assert (tmp_path / "cache" / "verified-weights.json").is_file()
+
+
+def test_the_fake_embedder_is_deterministic_and_ranks_by_shared_words() -> None:
+    from qa.embed import FakeEmbedder
+
+    sentences = [
+        "Britain's national security adviser Mark Sedwill called the move a powerful message.",
+        "Russia said it would close the American consulate in St Petersburg.",
+        "¡!",
+    ]
+    first = FakeEmbedder(bundled_model_dir()).embed(sentences)
+    again = FakeEmbedder(bundled_model_dir()).embed(sentences)
+    question = FakeEmbedder(bundled_model_dir()).embed(["Who is Mark Sedwill?"])[0]
+    assert np.array_equal(first, again)
+    assert first.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+    assert float(first[0] @ question) > float(first[1] @ question) + 0.2
+
+
+def test_the_fake_embedder_counts_tokens_like_the_real_model() -> None:
+    from qa.embed import FakeEmbedder
+
+    assert FakeEmbedder(bundled_model_dir()).count_tokens(TEXTS) == MiniLM(bundled_model_dir()).count_tokens(TEXTS)
+
+
+def test_the_fake_embedder_loads_neither_torch_nor_onnx_runtime(tmp_path: Path) -> None:
+    code = (
+        "import sys; from qa import Settings; from qa.embed import make_embedder; "
+        f"e = make_embedder(Settings(embed_model='fake', data_dir={str(tmp_path)!r}, _env_file=None)); e.embed(['x']); "
+        "print(e.name, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime', 'safetensors')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "fake (hashed words, tests only) []"
+
+
+def test_the_fake_embedder_is_picked_only_by_its_exact_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qa import Settings
+    from qa.embed import make_embedder
+
+    monkeypatch.delenv("QA_EMBED_MODEL")  # what a user runs: the bundled model
+
+    with pytest.raises(ConfigError) as error:
+        make_embedder(Settings(embed_model="Fake", data_dir=tmp_path, _env_file=None))
+    assert "choose one of: minilm, minilm-torch, openai." in str(error.value)
+    assert isinstance(make_embedder(Settings(data_dir=tmp_path, _env_file=None)), MiniLM)

@@ -12,6 +12,8 @@ from conftest import GOLD
 from qa.cli import main
 from qa.metrics import METRICS
 
+pytestmark = pytest.mark.real_model  # the gates' floors are the real model's
+
 
 @pytest.fixture
 def indexed(seed_data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:

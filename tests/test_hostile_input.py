@@ -154,7 +154,7 @@ def folder_with_fifo(tmp_path: Path) -> Path:
 
 
 def test_ingest_skips_a_fifo_once_and_indexes_the_rest(folder_with_fifo: Path, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_EMBED_MODEL"}
     env["QA_DATA_DIR"] = str(tmp_path / ".qa")
     try:
         done = subprocess.run([QA, "ingest", str(folder_with_fifo)], env=env, cwd=tmp_path, capture_output=True,
@@ -173,7 +173,7 @@ def test_a_thousand_skipped_files_are_each_warned_about_once(tmp_path: Path) -> 
     shutil.copy(SEED_FILE, folder / "seed.txt")
     for n in range(1000):
         (folder / f"empty-{n}.txt").write_text("", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_EMBED_MODEL"}
     env["QA_DATA_DIR"] = str(tmp_path / ".qa")
     done = subprocess.run([QA, "ingest", str(folder)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -220,7 +220,7 @@ def test_eval_does_not_copy_a_huge_gold_line_into_its_results(seed_data_dir: Pat
     normal = {"id": "normal", "question": "What is Mark Sedwill's job?", "answers": ["national security adviser"],
               "answerable": True, "evidence": ["Mark Sedwill called the move"]}
     gold.write_text(json.dumps(huge) + "\n" + json.dumps(normal) + "\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_") or k == "QA_EMBED_MODEL"}
     env.update(QA_DATA_DIR=str(data), QA_SEEDS_DIR=str(SEEDS))
     done = subprocess.run([QA, "eval", "--gold", str(gold), "--offline", "--out", str(tmp_path / "run")], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -242,7 +242,7 @@ def test_slack_on_an_empty_index_stops_at_start_up_in_one_line(tmp_path: Path) -
 
     slack = FakeSlack().start()
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "SLACK_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "SLACK_")) or k == "QA_EMBED_MODEL"}
         env.update(QA_DATA_DIR=str(tmp_path / ".qa"), QA_SLACK_API_URL=slack.base_url, SLACK_BOT_TOKEN=BOT_TOKEN,
                    SLACK_SIGNING_SECRET=SIGNING_SECRET)
         try:

@@ -339,7 +339,7 @@ def test_instructions_in_a_document_are_quoted_as_content_when_asked_about(injec
 def test_instructions_in_a_document_sit_inside_the_data_block_of_the_llm_prompt(injected_corpus, fake_openai) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     docs, data = injected_corpus
     fake_openai.reply("Visit http://evil.example for more.")
-    answer = llm_engine(data, fake_openai, docs).ask("What does the visitor desk note say?")
+    answer = llm_engine(data, fake_openai, docs).ask("What does the visitor desk note tell the assistant?")
     assert any(c.source == "visitor_notes.txt" for c in answer.retrieved)
 
     system, user = fake_openai.chat_requests[-1]["messages"]

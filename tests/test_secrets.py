@@ -48,7 +48,7 @@ def keyed_llm() -> Iterator[FakeOpenAI]:
 
 
 def child_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_")) or k == "QA_EMBED_MODEL"}
     return {**env, "QA_DATA_DIR": str(data_dir), "QA_SEEDS_DIR": str(SEEDS), "PYTHONUNBUFFERED": "1", **SECRETS, **extra}
 
 

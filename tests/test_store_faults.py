@@ -225,8 +225,9 @@ def test_read_only_store_refuses_ingest_and_ask_in_one_line_and_the_next_ingest_
 
 
 def test_locked_store_fails_ingest_and_ask_in_one_line_instead_of_waiting_and_the_next_ingest_embeds_only_the_change(
-    indexed: Indexed,
+    indexed: Indexed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("QA_LOCK_WAIT", "1")  # each of the three commands waits this long before saying "locked"
     (indexed.docs / "archive.txt").write_text(ARCHIVE, encoding="utf-8")
     store = indexed.data / "chroma"
     locked = f"The store at {store} is locked by another process; retry in a moment."

@@ -105,7 +105,7 @@ def cpu_seconds(pid: int) -> float:
 def start_chat(data: Path, cwd: Path) -> tuple[subprocess.Popen[str], str, Path]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("QA_", "OPENAI_", "SLACK_")) or k == "QA_EMBED_MODEL"}
     env.update(QA_DATA_DIR=str(data), QA_SEEDS_DIR=str(SEEDS), PYTHONUNBUFFERED="1",
                QA_RATE_LIMIT_PER_MINUTE="0")  # 200 questions from one address: load, not the rate limit
     log = cwd / "chat.log"

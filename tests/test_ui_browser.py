@@ -16,7 +16,7 @@ from ui_server import SEED_QUESTION, SEED_QUOTE, ask_in_page, chromium, seed_set
 from qa import Engine, Settings
 from qa.feedback import read_feedback
 
-pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow, pytest.mark.real_model]  # end to end as a user runs it
 
 
 @pytest.fixture(scope="module")

@@ -72,7 +72,7 @@ def _walk(node: Any, out: TextBuilder, *, level: int) -> None:
 def _table(table: Any, out: TextBuilder) -> None:
     header: list[str] = []
     rows: list[list[str]] = []
-    for group in table.traverse(lambda n: n.tagname in ("thead", "tbody")):
+    for group in table.findall(lambda n: n.tagname in ("thead", "tbody")):
         for row in group.children:
             cells = [" ".join(entry.astext().split()) for entry in row.children]
             if group.tagname == "thead" and not header:
