@@ -145,6 +145,12 @@ class Engine:
             other._embedder = self.embedder
         return other
 
+    def with_answerer(self, answerer: Answerer) -> Engine:
+        """An engine on the same store and settings that answers with `answerer` (e.g. a baseline to compare against)."""
+        other = Engine(self.settings, store=self._injected_store, answerer=answerer)
+        other._embedder, other._extractive, other._llm = self.embedder, self._extractive, self._llm
+        return other
+
     # -- parts, loaded once and on first use -------------------------------------------------
 
     @property

@@ -3,7 +3,6 @@
 One concept a module:
 
     run.py       which items are asked (a split, conversations), the engine (or a retrieval mode of it), the runner
-    baseline.py  the dense top-1-sentence baseline answerer, run by the same harness
     judge.py     LLM-judged correctness and faithfulness
     compare.py   a run against an earlier one
     report.py    the run folder: results.jsonl, summary.json, report.md, metrics.png
@@ -11,12 +10,12 @@ One concept a module:
     cli.py       the `qa eval` command
 
 Scoring lives in `qa/metrics.py` (its docstring says how answerable and unanswerable items enter
-each metric). `--baseline` puts the baseline through the same harness, `--with-baseline` runs both.
+each metric). `--baseline` puts the baseline answerer (`qa/answer/baseline.py`) through the same harness, `--with-baseline` runs both.
 """
 
 from __future__ import annotations
 
-from qa.eval.baseline import BASELINE_MODE, DenseBaseline
+from qa.answer.baseline import BASELINE_MODE, DenseBaseline
 from qa.eval.cli import eval_command
 from qa.eval.compare import compare_runs, read_run
 from qa.eval.judge import judge_run

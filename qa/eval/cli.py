@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from qa.errors import InputError, QAError, friendly_errors
-from qa.eval.baseline import DenseBaseline
+from qa.answer.baseline import DenseBaseline
 from qa.eval.compare import compare_runs, read_run
 from qa.eval.judge import judge_run
 from qa.eval.report import (
@@ -175,7 +175,7 @@ def eval_command(
     if note:
         click.echo(note, err=True)
     systems: list[tuple[Ask, str]] = []
-    base = DenseBaseline(engine)
+    base = engine.with_answerer(DenseBaseline())
     if not baseline:
         systems.append((engine.ask, engine.mode))
     if baseline or with_baseline:
