@@ -92,9 +92,9 @@ def parse_gold_line(raw: str, line: int) -> GoldItem:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    except RecursionError:
-        raise ValueError("nested too deeply to read (a gold item is one flat JSON object)") from None
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise ValueError("nested too deeply to read (a gold item is one flat JSON object)") from exc
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     missing = [name for name in ("question", "answers", "answerable") if name not in data]
@@ -136,7 +136,7 @@ def load_gold(path: Path) -> list[GoldItem]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"Cannot read {path}: {exc}.") from None
+        raise InputError(f"Cannot read {path}: {exc}.") from exc
     items: list[GoldItem] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -145,7 +145,7 @@ def load_gold(path: Path) -> list[GoldItem]:
         try:
             item = parse_gold_line(raw, number)
         except ValueError as exc:
-            raise InputError(f"{path} line {number}: {exc}. Fix that line and run again.") from None
+            raise InputError(f"{path} line {number}: {exc}. Fix that line and run again.") from exc
         if item.id in seen:
             raise InputError(f"{path} line {number}: id {item.id!r} repeats line {seen[item.id]}; ids must be unique.")
         seen[item.id] = number

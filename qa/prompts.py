@@ -75,13 +75,13 @@ class PromptSet:
             path = root / file_name
             try:
                 text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 raise PromptError(
                     f"Prompt file {path} is missing. Restore it, or point QA_PROMPTS_DIR at a folder with "
                     f"{', '.join(TEMPLATES)}."
-                ) from None
+                ) from exc
             except (OSError, UnicodeDecodeError) as exc:
-                raise PromptError(f"Can't read prompt file {path}: {exc}. Fix it or point QA_PROMPTS_DIR elsewhere.") from None
+                raise PromptError(f"Can't read prompt file {path}: {exc}. Fix it or point QA_PROMPTS_DIR elsewhere.") from exc
             used = placeholders(text)
             missing = [v for v in required if v not in used]
             if missing:

@@ -78,7 +78,7 @@ def make_llm(settings: Settings) -> LLM:
         from llama_index.llms.openai import OpenAI
         from llama_index.llms.openai_like import OpenAILike
     except ImportError as exc:
-        raise ConfigError(f"LLM mode needs the `llm` extra ({exc.name} is missing): run `pip install -e '.[llm]'` or `make install`.") from None
+        raise ConfigError(f"LLM mode needs the `llm` extra ({exc.name} is missing): run `pip install -e '.[llm]'` or `make install`.") from exc
     if settings.llm_base_url:
         # A key for our own server never goes to OpenAI's, and OPENAI_API_KEY never goes to a third-party URL.
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else "not-needed"
@@ -107,7 +107,7 @@ def make_llm(settings: Settings) -> LLM:
             return llm
         except ValueError as exc:
             if "Responses API" in str(exc):
-                raise ConfigError(f"QA_LLM_MODEL={settings.llm_model} only works with OpenAI's Responses API; choose a chat model such as gpt-4o-mini.") from None
+                raise ConfigError(f"QA_LLM_MODEL={settings.llm_model} only works with OpenAI's Responses API; choose a chat model such as gpt-4o-mini.") from exc
     return OpenAILike(**common, is_chat_model=True, context_window=32_768)
 
 
@@ -606,8 +606,8 @@ class LLMAnswerer:
             while True:
                 try:
                     kind, value = events.get(timeout=max(deadline - time.monotonic(), 0.0))
-                except queue.Empty:
-                    raise self._past_deadline() from None
+                except queue.Empty as exc:
+                    raise self._past_deadline() from exc
                 if kind == "delta":
                     yield value
                 elif kind == "error":
@@ -652,20 +652,20 @@ class LLMAnswerer:
             raise
         except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
             name = "QA_LLM_API_KEY" if self.settings.llm_base_url else "OPENAI_API_KEY"
-            raise LLMAuthError(f"{server} refused the API key (HTTP {exc.status_code}); check {name}") from None
-        except openai.APITimeoutError:
-            raise LLMUnavailableError(f"no reply from {server} within {self.settings.llm_timeout:g}s, {tries} attempts") from None
-        except openai.APIConnectionError:
-            raise LLMUnavailableError(f"can't reach {server}") from None
-        except openai.NotFoundError:
-            raise LLMUnavailableError(f"{server} has no model {self.settings.llm_model!r} (HTTP 404); check QA_LLM_MODEL") from None
-        except openai.RateLimitError:
-            raise LLMUnavailableError(f"{server} is rate-limiting (HTTP 429), {tries} attempts") from None
+            raise LLMAuthError(f"{server} refused the API key (HTTP {exc.status_code}); check {name}") from exc
+        except openai.APITimeoutError as exc:
+            raise LLMUnavailableError(f"no reply from {server} within {self.settings.llm_timeout:g}s, {tries} attempts") from exc
+        except openai.APIConnectionError as exc:
+            raise LLMUnavailableError(f"can't reach {server}") from exc
+        except openai.NotFoundError as exc:
+            raise LLMUnavailableError(f"{server} has no model {self.settings.llm_model!r} (HTTP 404); check QA_LLM_MODEL") from exc
+        except openai.RateLimitError as exc:
+            raise LLMUnavailableError(f"{server} is rate-limiting (HTTP 429), {tries} attempts") from exc
         except openai.APIStatusError as exc:
             detail = f"HTTP {exc.status_code}" + (f", {tries} attempts" if exc.status_code >= 500 else "")
-            raise LLMUnavailableError(f"{server} failed ({detail})") from None
+            raise LLMUnavailableError(f"{server} failed ({detail})") from exc
         except httpx.HTTPError as exc:
-            raise LLMUnavailableError(f"the connection to {server} broke mid-answer ({type(exc).__name__})") from None
+            raise LLMUnavailableError(f"the connection to {server} broke mid-answer ({type(exc).__name__})") from exc
         except (openai.APIError, pydantic.ValidationError, TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
             log.debug("malformed completion", exc_info=True)
-            raise LLMUnavailableError(f"{server} sent a malformed completion ({type(exc).__name__})") from None
+            raise LLMUnavailableError(f"{server} sent a malformed completion ({type(exc).__name__})") from exc

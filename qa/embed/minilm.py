@@ -163,7 +163,7 @@ class MiniLM:
                     self._onnx = OnnxEncoder.load(self)
                 except OnnxUnavailable as exc:
                     if self.runtime == "onnx":
-                        raise ConfigError(f"The ONNX encoder is unavailable: {exc}") from None
+                        raise ConfigError(f"The ONNX encoder is unavailable: {exc}") from exc
                     log.warning("Embedding with NumPy, about half as fast: %s", exc)
                     self._onnx = False
             return self._onnx if isinstance(self._onnx, OnnxEncoder) else None

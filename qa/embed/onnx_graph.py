@@ -54,8 +54,8 @@ class OnnxEncoder:
         """The cached graph if it still matches the NumPy path, else a freshly built one."""
         try:
             import onnxruntime
-        except ImportError:
-            raise OnnxUnavailable("onnxruntime is not installed (`pip install onnxruntime`).") from None
+        except ImportError as exc:
+            raise OnnxUnavailable("onnxruntime is not installed (`pip install onnxruntime`).") from exc
         path = model.cache_dir / f"minilm-{MODEL_SHA256[:12]}-v{_ONNX_VERSION}.onnx" if model.cache_dir else None
         if path is not None and path.is_file():
             try:
@@ -99,8 +99,8 @@ def onnx_graph(model_dir: Path, *, heads: int) -> bytes:
     BERT operators (Attention, SkipLayerNormalization, BiasGelu); outputs the last hidden state."""
     try:
         from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        raise OnnxUnavailable("building the ONNX graph needs the `onnx` package (`pip install onnx`).") from None
+    except ImportError as exc:
+        raise OnnxUnavailable("building the ONNX graph needs the `onnx` package (`pip install onnx`).") from exc
     from safetensors.numpy import load_file
 
     w = load_file(str(model_dir / "model.safetensors"))

@@ -20,8 +20,8 @@ class OpenAIEmbedder:
     def __init__(self, settings: Settings, model_dir: Path) -> None:
         try:
             from llama_index.embeddings.openai import OpenAIEmbedding
-        except ImportError:
-            raise ConfigError("OpenAI embeddings need the llm extra: pip install 'qa[llm]'.") from None
+        except ImportError as exc:
+            raise ConfigError("OpenAI embeddings need the llm extra: pip install 'qa[llm]'.") from exc
         # As for the LLM: QA_LLM_API_KEY goes to QA_LLM_BASE_URL, OPENAI_API_KEY only ever to OpenAI.
         key = settings.llm_api_key if settings.llm_base_url else (settings.openai_api_key or settings.llm_api_key)
         if key is None and not settings.llm_base_url:

@@ -14,8 +14,8 @@ def decode(raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             text = raw.decode("utf-16")
-        except UnicodeDecodeError:
-            raise InputError("starts like UTF-16 text but isn't; convert it with `iconv -t UTF-8`") from None
+        except UnicodeDecodeError as exc:
+            raise InputError("starts like UTF-16 text but isn't; convert it with `iconv -t UTF-8`") from exc
     elif b"\x00" in raw[:8192]:
         raise InputError("looks like a binary file, not text")
     else:
