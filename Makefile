@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality stress constraints train llm-local run-llm test-llm
+.PHONY: install index run test ask clean chromium bench quality stress constraints train llm-local run-llm test-llm typecheck
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -104,10 +104,16 @@ run-llm: llm-local index
 test-llm: llm-local
 	$(BIN)/python -m pytest -m llm_local -q tests/test_llm_local.py
 
+# mypy --strict on all of qa/ (configured in pyproject.toml: strict, the pydantic plugin, missing imports
+# ignored only for third-party packages that ship no types)
+typecheck: install
+	$(BIN)/mypy
+test: typecheck  # make test type-checks before it runs anything
+
 # Re-pin constraints.txt to what .venv holds (after changing dependencies in pyproject.toml)
 constraints: install
 	$(BIN)/pip freeze --exclude-editable | grep -v "^qa==" | sed "s/^torch==2.13.0+cpu$$/torch==2.13.0/" > constraints.tmp
 	{ head -2 constraints.txt; cat constraints.tmp; } > constraints.new && rm constraints.tmp && mv constraints.new constraints.txt
 
 clean:
-	rm -rf $(VENV) .qa .pytest_cache
+	rm -rf $(VENV) .qa .pytest_cache .mypy_cache

@@ -879,9 +879,10 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def asgi_app(engine: "Engine") -> Any:
+def asgi_app(engine: "Engine") -> "Timing":
     """`build_app(engine)` behind its body limit and timing middleware: what uvicorn serves."""
-    return build_app(engine).state.asgi
+    wrapped: Timing = build_app(engine).state.asgi
+    return wrapped
 
 
 def check_bind(host: str, settings: "Settings") -> None:

@@ -146,12 +146,13 @@ def _child(argv: list[str]) -> int:
     from qa.settings import Settings
 
     logging.disable(logging.CRITICAL)
-    settings = Settings(_env_file=None, **json.loads(argv[0]))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, **json.loads(argv[0]))
     from qa.store import store_error_types
 
+    findings: tuple[type[BaseException], ...] = (QAError, *store_error_types())
     try:
         found = inspect_store(settings)
-    except (QAError, *store_error_types()) as exc:  # a store that can't be read is the finding; our bugs crash the child
+    except findings as exc:  # a store that can't be read is the finding; our bugs crash the child
         text = str(exc).splitlines()[0] if str(exc) else ""
         print(json.dumps({"error": f"{text} ({type(exc).__name__})".strip(), "roots": _roots_from_sqlite(settings)}))
         return 3
@@ -217,11 +218,12 @@ def _set_aside(engine: Engine) -> str:
     settings = engine.settings
     if settings.chroma_host:
         import chromadb
+        import chromadb.config
 
         from qa.store import store_error_types
 
         client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
-                                     settings=chromadb.Settings(anonymized_telemetry=False))
+                                     settings=chromadb.config.Settings(anonymized_telemetry=False))
         for kind in ("chunks", "sentences"):
             try:
                 client.delete_collection(f"{settings.collection}-{kind}")

@@ -7,11 +7,14 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from qa.errors import friendly_errors
+
+if TYPE_CHECKING:
+    from qa.engine import Engine
 
 _URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@'\"]+@")
 
@@ -23,7 +26,7 @@ class _CredentialFreeFormatter(logging.Formatter):
         return _URL_CREDENTIALS.sub("", super().format(record))
 
 
-def _engine(collection: str | None = None, *, must_exist: bool = False) -> Any:
+def _engine(collection: str | None = None, *, must_exist: bool = False) -> Engine:
     from qa.engine import Engine
 
     return Engine.open(collection=collection, must_exist=must_exist)
@@ -96,7 +99,7 @@ def ingest(folder: Path | None, as_json: bool, progress: bool | None, collection
     Reads PDF, .docx, .pptx, HTML, CSV, reStructuredText, Markdown and text; every file left out is
     listed with its reason."""
     engine = _engine(collection)
-    report = engine.ingest(folder, progress=progress, **({"rebuild": True} if rebuild else {}))
+    report = engine.ingest(folder, progress=progress, rebuild=rebuild)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return

@@ -363,8 +363,8 @@ class Engine:
                 existing = store.chunk_ids_by_source(root)
                 if scan.only is not None:  # one file: nothing else in its folder is compared, so nothing else is removed
                     existing = {source: ids for source, ids in existing.items() if source in scan.only}
-                to_add = []
-                kept = []
+                to_add: list[Chunk] = []
+                kept: list[Chunk] = []
                 to_delete: list[str] = []
                 for doc in scan.documents:
                     save_text(self.settings.data_dir, doc)
@@ -500,7 +500,7 @@ class Engine:
 
         return search
 
-    def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Any]:
+    def retrieve(self, question: str, *, k: int | None = None, mode: str = "hybrid") -> list[Chunk]:
         """Just the ranked chunks, for inspection and evaluation."""
         question = clean_question(question, limit=self.settings.max_question_chars)
         self._require_index()

@@ -105,7 +105,7 @@ class PromptSet:
         )
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def condense_messages(self, question: str, history: Iterable[Message | str]) -> list[Message]:
+    def condense_messages(self, question: str, history: Iterable[Mapping[str, str] | str]) -> list[Message]:
         """The one message that asks for a follow-up rewritten as a standalone question."""
         content = fill(
             self.condense,
@@ -135,13 +135,13 @@ def format_passages(chunks: Sequence[Chunk]) -> str:
     return "\n".join(parts)
 
 
-def format_history(history: Iterable[Message | str]) -> str:
+def format_history(history: Iterable[Mapping[str, str] | str]) -> str:
     """The last turns as `User: …` / `Assistant: …` lines, citation markers dropped, delimiters escaped."""
     lines: list[str] = []
     for message in history:
         if isinstance(message, str):
             role, content = "user", message
-        elif isinstance(message, dict) and isinstance(message.get("content"), str):
+        elif isinstance(message, Mapping) and isinstance(message.get("content"), str):
             role, content = str(message.get("role", "user")), str(message["content"])
         else:
             continue

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
     from qa.settings import Settings
@@ -65,7 +65,7 @@ class QuestionLog:
     def write(self, record: dict[str, Any]) -> None:
         self._logger.info(json.dumps(record, ensure_ascii=False))
 
-    def entry(self, question: Any) -> Entry:
+    def entry(self, question: object) -> Entry:
         return Entry(self, question)
 
     def scrub(self, text: str) -> str:
@@ -84,7 +84,7 @@ class QuestionLog:
 class Entry:
     """One question being answered: filled in by `answered` or `failed`, then written once."""
 
-    def __init__(self, log_: QuestionLog, question: Any) -> None:
+    def __init__(self, log_: QuestionLog, question: object) -> None:
         self._log = log_
         self._question = question if isinstance(question, str) else repr(type(question))
         self._started = time.perf_counter()
@@ -163,7 +163,7 @@ def logged(method: Callable[P, T]) -> Callable[P, T]:
                 entry.failed(exc)
                 raise
 
-        return streamed  # type: ignore[return-value]
+        return cast("Callable[P, T]", streamed)  # the wrapper takes the method's arguments
 
     @functools.wraps(method)
     def asked(engine: Any, question: Any, *args: Any, **kwargs: Any) -> T:
@@ -177,7 +177,7 @@ def logged(method: Callable[P, T]) -> Callable[P, T]:
             entry.answered(answer)
         return answer
 
-    return asked
+    return cast("Callable[P, T]", asked)
 
 
 class _Cancelled(Exception):

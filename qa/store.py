@@ -456,8 +456,9 @@ class ChromaStore:
         self.sentences: Any = None
         with chroma_errors(settings):
             import chromadb
+            import chromadb.config
 
-            chroma_settings = chromadb.Settings(anonymized_telemetry=False, allow_reset=False)
+            chroma_settings = chromadb.config.Settings(anonymized_telemetry=False, allow_reset=False)
             if settings.chroma_host:
                 self.client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
                 self.client.heartbeat()
@@ -467,7 +468,7 @@ class ChromaStore:
                 if not settings.store_path.exists():
                     # Chroma caches one client per path in-process; a folder deleted under a running
                     # process would otherwise be served from that stale cache ("no such table").
-                    from chromadb.api.client import SharedSystemClient
+                    from chromadb.api.shared_system_client import SharedSystemClient
 
                     SharedSystemClient.clear_system_cache()
                 elif fresh:

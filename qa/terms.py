@@ -9,19 +9,28 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from qa.text import STOPWORDS, words
 
 
-def stemmer() -> Any:
+class WordStemmer(Protocol):
+    """What we use of PyStemmer's `Stemmer.Stemmer` (the package ships no types)."""
+
+    def stemWord(self, word: str) -> str: ...
+
+    def stemWords(self, words: list[str]) -> list[str]: ...
+
+
+def stemmer() -> WordStemmer:
     """An English Snowball stemmer (PyStemmer); not thread-safe, so one per user."""
     import Stemmer
 
-    return Stemmer.Stemmer("english")
+    english: WordStemmer = Stemmer.Stemmer("english")
+    return english
 
 
-def lexical_terms(text: str, stem: Any) -> list[str]:
+def lexical_terms(text: str, stem: WordStemmer) -> list[str]:
     """BM25 terms: words without stop words, stemmed."""
     return list(stem.stemWords([w for w in words(text) if w not in STOPWORDS]))
 

@@ -30,6 +30,7 @@ from qa.ui_render import (
 
 if TYPE_CHECKING:
     import gradio as gr
+    from starlette.middleware import Middleware
 
     from qa.engine import Engine
     from qa.settings import Settings
@@ -484,7 +485,7 @@ _MULTIPART_SLACK = 64_000  # form boundaries and part headers around the files t
 BUSY_REPLY = "The chat page is busy (QA_UI_QUEUE_MAX requests are waiting). Retry in a few seconds."
 
 
-def serving_middleware(settings: Settings) -> list[Any]:
+def serving_middleware(settings: Settings) -> list[Middleware]:
     """The chat page's limits on raw HTTP: a rate limit per client, the upload size, a `busy` reply."""
     from starlette.middleware import Middleware
 

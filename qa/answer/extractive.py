@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from qa.answer import ABSTAIN_TEXT, Question, Search
-from qa.answer.features import Candidate, Featurizer
+from qa.answer.features import FEATURES, Candidate, Featurizer
 from qa.answer.followup import with_context
-from qa.answer.model import Artifact, load_artifact
+from qa.answer.model import Artifact, load_artifact, require_features
 from qa.passages import Passages
 from qa.types import Answer, Citation
 
@@ -48,6 +48,7 @@ class ExtractiveAnswerer:
     def __init__(self, *, max_sentences: int = 2, artifact: Artifact | None = None) -> None:
         self.max_sentences = max_sentences
         self.artifact = artifact if artifact is not None else load_artifact()
+        require_features(self.artifact.answer, FEATURES)
         self.featurizer = Featurizer()
 
     def answer(self, question: Question, search: Search) -> Answer:

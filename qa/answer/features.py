@@ -17,7 +17,7 @@ import numpy as np
 
 from qa.answer.lexicon import Lexicon, lexicon
 from qa.answer.qtype import STRICT_KINDS, has_answer_type, question_type
-from qa.terms import TermStats, idf, stemmer
+from qa.terms import TermStats, WordStemmer, idf, stemmer
 from qa.text import STOPWORDS
 
 if TYPE_CHECKING:
@@ -64,12 +64,12 @@ _NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing"
 _NEAR = 1  # sentences either side that make a sentence's window
 
 
-def _key(token: str, stem: dict[str, str], stemmer: object) -> str:
+def _key(token: str, stem: dict[str, str], stemmer: WordStemmer) -> str:
     if ":" in token:
         return token
     got = stem.get(token)
     if got is None:
-        got = stem[token] = stemmer.stemWord(token)  # type: ignore[attr-defined]
+        got = stem[token] = stemmer.stemWord(token)
         if len(stem) > 200_000:
             stem.clear()
     return got

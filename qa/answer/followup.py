@@ -62,9 +62,10 @@ def follow_up_features(question: str, previous: str) -> np.ndarray:
 
 def leans_on_previous(question: str, previous: str) -> bool:
     """The fitted decision: True when `question` can't stand alone after `previous`."""
-    from qa.answer.model import load_artifact
+    from qa.answer.model import load_artifact, require_features
 
     artifact = load_artifact()
+    require_features(artifact.follow_up, FOLLOW_UP_FEATURES)
     p = float(artifact.follow_up.predict(follow_up_features(question, previous)[None, :])[0])
     return p >= artifact.follow_up_threshold
 

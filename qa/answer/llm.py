@@ -19,7 +19,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,8 @@ from qa.text import STOPWORDS, normalize, sentence_spans, words
 from qa.types import MARKER, Answer, Chunk, Citation, UnsupportedSentence, marker_numbers
 
 if TYPE_CHECKING:
+    from llama_index.core.llms import LLM
+
     from qa.passages import Passages
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def server_url(settings: Settings, *, shown: bool = False) -> str:
     return url
 
 
-def make_llm(settings: Settings) -> Any:
+def make_llm(settings: Settings) -> LLM:
     """A llama-index chat LLM for the configured server; retries and timeouts live in its `openai` client.
 
     The `openai` client retries 429/5xx/timeouts `llm_retries` times with exponential backoff and
@@ -84,7 +86,7 @@ def make_llm(settings: Settings) -> Any:
         secret = settings.openai_api_key or settings.llm_api_key
         key = secret.get_secret_value() if secret else ""
     base_url = server_url(settings)
-    hooks = {"request": [_cap_timeouts], "response": [_bound_body]}
+    hooks: dict[str, list[Callable[..., Any]]] = {"request": [_cap_timeouts], "response": [_bound_body]}
     client = openai.OpenAI(
         base_url=base_url, api_key=key, timeout=settings.llm_timeout, max_retries=max(settings.llm_retries, 0),
         http_client=openai.DefaultHttpxClient(event_hooks=hooks),
@@ -451,13 +453,13 @@ class LLMAnswerer:
         self.prompts = prompts if prompts is not None else PromptSet.load(settings.prompts_dir)
         self.mode = f"llm:{settings.llm_model}"
         self.server = server_url(settings, shown=True)
-        self._llm: Any = None
+        self._llm: LLM | None = None
 
     @property
-    def llm(self) -> Any:
+    def llm(self) -> LLM:
         return self.load()
 
-    def load(self) -> Any:
+    def load(self) -> LLM:
         """The llama-index LLM, made on first use (importing llama-index takes a few seconds)."""
         if self._llm is None:
             self._llm = make_llm(self.settings)
@@ -621,7 +623,7 @@ class LLMAnswerer:
         limit = self.settings.llm_deadline
         return LLMUnavailableError(f"{self.server} sent no complete answer within {limit:g}s (QA_LLM_DEADLINE)")
 
-    def _request(self, messages: list[Message], *, stream: bool) -> Iterator[str]:
+    def _request(self, messages: list[Message], *, stream: bool) -> Generator[str, None, None]:
         from llama_index.core.llms import ChatMessage
 
         chat = [ChatMessage(role=m["role"], content=m["content"]) for m in messages]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,8 @@ class Logistic:
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         z = ((rows - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        return probability
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,6 @@ def file_sha256(path: Path) -> str:
 @functools.lru_cache(maxsize=4)
 def load_artifact(path: Path = ARTIFACT, expected: str | None = None) -> Artifact:
     """Read and check the artifact; a missing, altered or mismatched one is a ConfigError saying how to rebuild it."""
-    from qa.answer.features import FEATURES
-    from qa.answer.followup import FOLLOW_UP_FEATURES
-
     expected = ARTIFACT_SHA256 if expected is None else expected
     try:
         raw = path.read_bytes()
@@ -96,6 +95,11 @@ def load_artifact(path: Path = ARTIFACT, expected: str | None = None) -> Artifac
         follow_up_threshold=float(data["follow_up_threshold"]),
         meta=data.get("meta", {}),
     )
-    if artifact.answer.features != FEATURES or artifact.follow_up.features != FOLLOW_UP_FEATURES:
-        raise ConfigError(f"The answerability model {path} was fitted on other features than this code computes. Run `make train`.")
     return artifact
+
+
+def require_features(model: Logistic, features: Sequence[str], path: Path = ARTIFACT) -> Logistic:
+    """`model`, if it was fitted on exactly these features (the caller computes them); else a ConfigError saying to rebuild."""
+    if list(model.features) != list(features):
+        raise ConfigError(f"The answerability model {path} was fitted on other features than this code computes. Run `make train`.")
+    return model

@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         squad = Rows(list(saved["sx"]), list(saved["sy"]), list(saved["sq"]), list(saved["sa"]), list(saved["sg"]))
         gold = Rows(list(saved["gx"]), list(saved["gy"]), list(saved["gq"]), list(saved["ga"]), ["gold-dev"] * len(saved["ga"]))
     else:
-        base = Settings(data_dir=args.work, llm_base_url=None, openai_api_key=None)
+        # OPENAI_API_KEY: the key's field is set by its env name (the name pydantic's mypy plugin knows)
+        base = Settings(data_dir=args.work, llm_base_url=None, OPENAI_API_KEY=None)
         squad_items = load_gold(args.squad / "gold.jsonl")[: args.limit]
         log(f"SQuAD fitting set: {len(squad_items)} questions")
         squad = _rows(
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_items = load_gold(args.fit_docs / "gold.jsonl")
     log(f"questions written for fitting: {len(fit_items)}")
     written = _rows(
-        Settings(data_dir=args.work, llm_base_url=None, openai_api_key=None, collection="fit-docs"), args.fit_docs / "docs",
+        Settings(data_dir=args.work, llm_base_url=None, OPENAI_API_KEY=None, collection="fit-docs"), args.fit_docs / "docs",
         fit_items, ["fit-docs"] * len(fit_items), context_from_history=True, log=log,
     )
     features_done = time.perf_counter()

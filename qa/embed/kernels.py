@@ -80,13 +80,13 @@ def padded(batch: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
 _blas: Any = None
 
 
-def one_blas_thread() -> Any:
+def one_blas_thread() -> contextlib.AbstractContextManager[object]:
     """Run OpenBLAS single-threaded: on a busy 2-core machine its spinning second thread made a
     question's embedding 5x slower (87 ms vs 17 ms), and small matrices gain nothing from it."""
     global _blas
     if _blas is None:
         try:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+            from threadpoolctl import ThreadpoolController
 
             _blas = ThreadpoolController()
         except ImportError:

@@ -53,7 +53,7 @@ class OnnxEncoder:
     def load(cls, model: MiniLM) -> OnnxEncoder:
         """The cached graph if it still matches the NumPy path, else a freshly built one."""
         try:
-            import onnxruntime  # type: ignore[import-untyped]
+            import onnxruntime
         except ImportError as exc:
             raise OnnxUnavailable("onnxruntime is not installed (`pip install onnxruntime`).") from exc
         path = model.cache_dir / f"minilm-{MODEL_SHA256[:12]}-v{_ONNX_VERSION}.onnx" if model.cache_dir else None

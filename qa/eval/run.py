@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from qa.engine import Engine
 from qa.errors import ConfigError, InputError
@@ -21,6 +21,7 @@ from qa.metrics import GoldItem, Scored, score_item, summarize
 from qa.settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
+    from qa.retrieve import Retrieval, Retriever
     from qa.types import Answer, Citation
 
 Ask = Callable[..., "Answer"]
@@ -135,11 +136,11 @@ def add_extra_summary(run: Run, follow_up: dict[str, bool] | None) -> None:
 class _FixedModeRetriever:
     """Wraps the engine's retriever so every search uses one mode (`qa eval --retrieval dense`)."""
 
-    def __init__(self, inner: Any, mode: str) -> None:
+    def __init__(self, inner: Retriever, mode: str) -> None:
         self._inner = inner
         self._mode = mode
 
-    def retrieve(self, query: str, k: int, *, mode: str = "hybrid") -> Any:
+    def retrieve(self, query: str, k: int, *, mode: str = "hybrid") -> Retrieval:
         return self._inner.retrieve(query, k, mode=self._mode)
 
     def __getattr__(self, name: str) -> Any:
@@ -156,9 +157,10 @@ class RetrievalModeEngine(Engine):
         self.retrieval = retrieval
 
     @property
-    def retriever(self) -> Any:
+    def retriever(self) -> Retriever:
         inner = super().retriever
-        return inner if self.retrieval == "hybrid" else _FixedModeRetriever(inner, self.retrieval)
+        # duck-typed: every attribute but `retrieve` is the inner retriever's
+        return inner if self.retrieval == "hybrid" else cast("Retriever", _FixedModeRetriever(inner, self.retrieval))
 
 
 def open_engine(settings: Settings, *, retrieval: str = "hybrid") -> Engine:
@@ -227,7 +229,7 @@ def _citation_record(c: Citation) -> dict[str, Any]:
 
 def run_items(ask: Ask, items: Sequence[GoldItem], *, k: int, mode: str, progress: bool) -> Run:
     """Ask every item (replaying its history first) and score it."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     run = Run(mode=mode)
     for item in tqdm(items, desc=f"Evaluating {mode}", unit="q", file=sys.stderr, disable=not progress, mininterval=0.5):

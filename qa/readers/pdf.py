@@ -69,7 +69,7 @@ def _joined(segments: list[_Segment]) -> str:
 
 class PdfReader:
     def read(self, path: Path) -> Document:
-        import pypdfium2 as pdfium  # type: ignore[import-untyped]
+        import pypdfium2 as pdfium
 
         try:
             pdf = pdfium.PdfDocument(str(path))
@@ -187,7 +187,7 @@ def _segments(textpage: Any) -> list[_Segment]:
     Character by character, with PDFium's own word spaces (browsers place every glyph separately,
     so rectangles alone would lose the spaces or invent them inside words).
     """
-    import pypdfium2.raw as raw  # type: ignore[import-untyped]
+    import pypdfium2.raw as raw
 
     segments: list[_Segment] = []
     current: list[Any] = []  # [left, bottom, right, top, chars, bold]

@@ -29,13 +29,14 @@ class RstReader:
 
 
 def parse_rst(source: str) -> Document:
-    from docutils.core import publish_doctree  # type: ignore[import-untyped]
+    from docutils import nodes
+    from docutils.core import publish_doctree
 
     doctree = publish_doctree(source, settings_overrides={**_SETTINGS, "warning_stream": io.StringIO()})
     out = TextBuilder()
     title = ""
     for child in doctree.children:
-        if child.tagname == "title":
+        if isinstance(child, nodes.Element) and child.tagname == "title":
             title = child.astext()
     _walk(doctree, out, level=1 if title else 0)
     return out.document(title=title)
