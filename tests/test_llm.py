@@ -151,7 +151,7 @@ def test_pipeline_overhead_before_the_first_token_is_reported(make_engine, fake_
 
 def test_follow_up_is_condensed_into_a_standalone_question_before_retrieval(make_engine, fake_openai) -> None:  # noqa: F811
     engine = make_engine()
-    follow_up = "What did he call the move?"
+    follow_up = "How did he sum it up?"
     standalone = "What did Mark Sedwill say about the expulsions?"
     assert engine.retrieve(follow_up)[0].paragraph != 6  # the follow-up alone finds the wrong passage
     fake_openai.when("standalone question", standalone)

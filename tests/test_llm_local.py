@@ -95,7 +95,7 @@ def test_streaming_answer_deltas_add_up_to_the_final_text(make_engine) -> None:
 def test_follow_up_is_condensed_by_the_real_model_before_retrieval(make_engine) -> None:
     engine = make_engine()
     history = [{"role": "user", "content": "Who is Mark Sedwill?"}, {"role": "assistant", "content": "Britain's national security adviser."}]
-    answer = engine.ask("What did he call the move?", history=history)
+    answer = engine.ask("How did he sum it up?", history=history)
     assert_checked(answer)
     assert "condense" in answer.prompts and answer.timings["condense_ms"] > 0
     query = answer.retrieval_query
