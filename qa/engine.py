@@ -139,15 +139,15 @@ class Engine:
         settings = self.settings.collection_settings(name)
         if settings is self.settings:
             return self
-        other = Engine(settings, answerer=self._answerer)
-        other._embedder, other._extractive, other._llm = self._embedder, self._extractive, self._llm
-        if other._embedder is None:
-            other._embedder = self.embedder
-        return other
+        return self._sibling(settings, store=None, answerer=self._answerer)
 
     def with_answerer(self, answerer: Answerer) -> Engine:
         """An engine on the same store and settings that answers with `answerer` (e.g. a baseline to compare against)."""
-        other = Engine(self.settings, store=self._injected_store, answerer=answerer)
+        return self._sibling(self.settings, store=self._injected_store, answerer=answerer)
+
+    def _sibling(self, settings: Settings, *, store: Store | None, answerer: Answerer | None) -> Engine:
+        """A new engine sharing this one's loaded embedding model and answerers (they hold no per-collection state)."""
+        other = Engine(settings, store=store, answerer=answerer)
         other._embedder, other._extractive, other._llm = self.embedder, self._extractive, self._llm
         return other
 
@@ -557,11 +557,12 @@ class Engine:
 
         embed = {"minilm": "all-MiniLM-L6-v2 (bundled, NumPy)", "minilm-torch": "all-MiniLM-L6-v2 (bundled, torch)",
                  "fake": "fake (hashed words, tests only)"}
+        chunks = self.chunk_count()
         return {
             "store": self.settings.describe_store(),
             "collection": self.settings.collection,
-            "chunks": self.store.count(),
-            "documents": len(self.documents()) if self.store.count() else 0,
+            "chunks": chunks,
+            "documents": len(self.documents()) if chunks else 0,
             "embedding_model": embed.get(self.settings.embed_model, f"openai:{self.settings.openai_embed_model}"),
             "model_dir": str(bundled_model_dir()),
             "mode": self.mode,
