@@ -198,6 +198,15 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = report(name, {"squad_oof": (oof, sa), "gold_dev": (m(qg), ga), "written": (m(qw), wa)})
         if sname != "sentence logistic (today)":
             continue
+        # Each question-level feature alone, and one weight on it subtracted from the best sentence's logit.
+        sets = {"squad_oof": (qs, sa), "gold_dev": (qg, ga), "written": (qw, wa)}
+        results["single_feature_auroc"] = {
+            f: {k: round(T.auroc(X[:, i], a) or 0.0, 4) for k, (X, a) in sets.items()} for i, f in enumerate(QFEATURES)
+        }
+        results["best_logit_minus_weight"] = {
+            f"{f} x{b}": {k: round(T.auroc(X[:, 0] - b * X[:, QFEATURES.index(f)], a) or 0.0, 4) for k, (X, a) in sets.items()}
+            for f in ("unseen_terms", "best_missing_idf", "entity_unseen") for b in (0.5, 1, 2, 4)
+        }
         # Question-level logistic with the gold dev half and the written questions in its fit (x10 each):
         # SQuAD out of fold, gold dev 6-fold, written leave one document out.
         for cols in (QFEATURES, ("logit_best", "logit_gap", "unseen_terms", "best_missing_idf", "max_window")):
