@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "6954b4c13e4be5d9325041b78ae289f79b86caeef274816b56d731f1732b7678"
+ARTIFACT_SHA256 = "1332aea95530d30bde898e48beeb118ec23092b67db1182dcc26826008329ebc"
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -33,6 +34,7 @@ from qa.answer.followup import FOLLOW_UP_FEATURES, follow_up_features
 from qa.answer.model import ARTIFACT, Logistic
 from qa.metrics import load_gold
 from qa.settings import PROJECT_ROOT, Settings
+from qa.store import SentenceHit, Store
 from qa.text import normalize
 
 SQUAD = PROJECT_ROOT.parent / "shared" / "benchmarks" / "squad2-train-19"
@@ -73,6 +75,35 @@ def _articles(items: list[Any], corpus: Path) -> list[str]:
     return out
 
 
+class _ExactDense:
+    """The store, searched exactly: nearest sentences by cosine in NumPy, ties broken by (chunk id, sentence).
+
+    Chroma's HNSW search is approximate, and the order of near-equal neighbours it returns can change
+    from one process to the next on the same index, which changed a few of the 150k candidate rows, and
+    so the artifact, from run to run. The fitting corpora are small (a few thousand sentences each), so
+    `make train` ranks them exactly; everything else is the store's own.
+    """
+
+    def __init__(self, store: Store, chunks: list[Any]) -> None:
+        keys = sorted((c.id, i) for c in chunks for i in range(len(c.sentences)))
+        vectors: dict[tuple[str, int], np.ndarray] = {}
+        for at in range(0, len(keys), 1000):  # under SQLite's limit on ids in one query
+            vectors.update(store.sentence_vectors(keys[at : at + 1000]))
+        self.keys = [k for k in keys if k in vectors]
+        matrix = np.array([vectors[k] for k in self.keys], dtype=np.float64).reshape(len(self.keys), -1)
+        self.matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        self._store = store
+
+    def dense_sentences(self, vector: np.ndarray, k: int, *, available: int | None = None) -> list[SentenceHit]:
+        query = np.asarray(vector, dtype=np.float64)
+        similarity = self.matrix @ (query / max(float(np.linalg.norm(query)), 1e-12))
+        order = np.argsort(-similarity, kind="stable")[:k]
+        return [SentenceHit(self.keys[r][0], self.keys[r][1], float(similarity[r])) for r in order.tolist()]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
 def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str], *, context_from_history: bool, log: Any) -> Rows:
     from qa.engine import Engine
 
@@ -84,7 +115,8 @@ def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str],
     # Ties in retrieval break by corpus position, and the store may list chunks in any order:
     # a corpus sorted by chunk id makes the rows, and so the artifact, the same on every run.
     loaded = engine.corpus
-    retriever = Retriever(engine.store, Corpus(sorted(loaded.chunks, key=lambda c: c.id)), engine.embedder)
+    chunks = sorted(loaded.chunks, key=lambda c: c.id)
+    retriever = Retriever(cast(Store, _ExactDense(engine.store, chunks)), Corpus(chunks), engine.embedder)
     featurizer = Featurizer()
     rows = Rows([], [], [], [], [])
     started = time.perf_counter()
@@ -169,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N SQuAD questions (a quick check)")
     parser.add_argument("--cached", action="store_true", help="reuse the feature rows of the last run in --work (trying fitting options)")
     args = parser.parse_args(argv)
+    if os.environ.get("PYTHONHASHSEED") != "0" and argv is None:
+        # Sets of terms are summed in iteration order, which follows str hashing: one fixed hash seed
+        # makes every float, and so the artifact's bytes, the same on every run.
+        os.execve(sys.executable, [sys.executable, "-m", "qa.answer.train", *sys.argv[1:]], {**os.environ, "PYTHONHASHSEED": "0"})
     started = time.perf_counter()
 
     def log(message: str) -> None:
