@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality stress constraints train llm-local run-llm test-llm typecheck
+.PHONY: install index run test ask clean chromium bench quality stress constraints train synonyms llm-local run-llm test-llm typecheck
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ test: install chromium
 # A rebuilt file has a new sha256 only if the data or features changed: update ARTIFACT_SHA256 in qa/answer/model.py.
 train: install
 	nice -n 10 $(BIN)/python -m qa.answer.train
+
+# qa/answer/data/synonyms.tsv from Princeton WordNet 3.0 (Debian's wordnet-base; qa itself needs neither at run time)
+synonyms: install
+	test -f /usr/share/wordnet/index.noun || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wordnet-base)
+	$(BIN)/python bench/build_synonyms.py
 
 # Every test set, ours beside the dense top-1 baseline of the same run (~5 min; not part of `make test`)
 SQUAD := ../shared/benchmarks/squad2-dev-8

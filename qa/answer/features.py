@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.answer.lexicon import Lexicon, lexicon
+from qa.answer.lexicon import Lexicon, lexicon, synonyms
 from qa.answer.qtype import STRICT_KINDS, has_answer_type, question_type
 from qa.terms import TermStats, WordStemmer, idf, stemmer
 from qa.text import STOPWORDS
@@ -53,6 +53,8 @@ FEATURES = (
     "count_noun_missing",  # "how many/much NOUN": the window lacks the noun
     "calendar_missing",  # the question asks for a date or year; the sentence has no month or number
     "percent_missing",  # the question asks for a percentage; the sentence gives none
+    "coverage_synonym",  # coverage, a question term also counting when the sentence has a WordNet synonym of it
+    "coverage_window_synonym",  # ... in the sentence and its neighbours
 )
 
 _COUNTED = re.compile(r"\bhow (?:many|much)\s+(?:of\s+the\s+)?((?:[\w’'\-]+\s*){1,3})", re.IGNORECASE)
@@ -91,6 +93,7 @@ class QuestionView:
     counted: str | None = None
     calendar: bool = False
     percent: bool = False
+    alternatives: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # term key -> its synonyms' stems
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Featurizer:
                 entities.add(_key(token, self._stems, self._stemmer))
         numbers = frozenset(t for t in raw if t.startswith("num:"))
         negated = any(t in _NEGATORS or t.endswith("n't") for t in raw)
+        alternatives = self._alternatives(raw, weights)
         counted = _COUNTED.search(question)
         counted_key = None
         if counted:  # the counted noun: the first lower-case word that is neither a stop word nor a country or number
@@ -158,7 +162,25 @@ class Featurizer:
             negated=negated,
             words=frozenset(w.lower() for w in raw),
             max_idf=max_idf,
+            alternatives=alternatives,
         )
+
+    def _alternatives(self, tokens: list[str], weights: dict[str, float]) -> dict[str, tuple[tuple[str, ...], ...]]:
+        """Each question term's synonyms (as stems), from the word itself and from two-word terms it starts or ends
+        ("kicking out" -> "expel", credited to "kick")."""
+        table = synonyms()
+        keys = [_key(t, self._stems, self._stemmer) for t in tokens]
+        found: dict[str, set[tuple[str, ...]]] = {}
+        for i, key in enumerate(keys):
+            if key in weights:
+                found.setdefault(key, set()).update(table.get(key, ()))
+            if i + 1 < len(keys) and ":" not in key and ":" not in keys[i + 1]:
+                pair = table.get(key + " " + keys[i + 1])
+                if pair:
+                    for word, k in ((tokens[i], key), (tokens[i + 1], keys[i + 1])):
+                        if word not in STOPWORDS and k in weights:
+                            found.setdefault(k, set()).update(pair)
+        return {k: tuple(sorted(v)) for k, v in found.items() if v}
 
     def candidates(self, question: str, passages: Passages, *, context: str = "") -> list[Candidate]:
         """Every sentence of the retrieved passages, with its feature row."""
@@ -189,6 +211,16 @@ class Featurizer:
 
         def cover(keys: frozenset[str]) -> float:
             return sum(w for t, w in q.weights.items() if t in keys) / total
+
+        def cover_synonym(keys: frozenset[str]) -> float:
+            return (
+                sum(
+                    w
+                    for t, w in q.weights.items()
+                    if t in keys or any(all(p in keys for p in alt) for alt in q.alternatives.get(t, ()))
+                )
+                / total
+            )
 
         dense_order = sorted(scores, key=lambda k: -scores[k].dense)
         dense_rank = {k: r for r, k in enumerate(dense_order)}
@@ -241,6 +273,8 @@ class Featurizer:
                         float(q.counted is not None and q.counted not in window),
                         float(q.calendar and not any(k.startswith(("month:", "num:")) for k in keys)),
                         float(q.percent and _PERCENT_GIVEN.search(text) is None),
+                        cover_synonym(keys),
+                        cover_synonym(window),
                     ],
                 )
             )

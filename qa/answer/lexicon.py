@@ -3,7 +3,8 @@
 - countries, their short forms and adjectives (`data/countries.tsv`): "U.S.", "American" and "US" are one key;
 - number names (`data/number_words.tsv`): "sixty" and "60" are one key;
 - month and weekday names (Python's `calendar`, English names in the C locale);
-- negators and negative verbs (`data/negation.txt`): "denied" says something is not so.
+- negators and negative verbs (`data/negation.txt`): "denied" says something is not so;
+- synonyms (`data/synonyms.tsv`, from Princeton WordNet 3.0 by `make synonyms`): "expel" and "kick out".
 """
 
 from __future__ import annotations
@@ -122,3 +123,20 @@ def lexicon() -> Lexicon:
         weekdays=frozenset(calendar.day_name[i].lower() for i in range(7)) | frozenset(calendar.day_abbr[i].lower() for i in range(7)),
         negators=negators,
     )
+
+
+@functools.lru_cache(maxsize=1)
+def synonyms() -> dict[str, tuple[tuple[str, ...], ...]]:
+    """A term's Snowball stem (or two, space-separated) -> its synonyms, each as its content stems.
+
+    `data/synonyms.tsv` holds each pair once; this reads it both ways. Stop words are dropped from a
+    synonym ("kick out" -> ("kick",)); a synonym left with no word is dropped.
+    """
+    both: dict[str, set[tuple[str, ...]]] = {}
+    for key, others in _rows("synonyms.tsv"):
+        for other in others.split("|"):
+            for a, b in ((key, other), (other, key)):
+                content = tuple(w for w in b.split(" ") if w not in STOPWORDS)
+                if content:
+                    both.setdefault(a, set()).add(content)
+    return {k: tuple(sorted(v)) for k, v in both.items()}

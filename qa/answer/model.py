@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "1332aea95530d30bde898e48beeb118ec23092b67db1182dcc26826008329ebc"
+ARTIFACT_SHA256 = "f7ad22bb73607ea2974a9c3fbb3293fc4d1d50a1045bee53e5613b4151ad49a7"
 
 
 @dataclass(frozen=True)
