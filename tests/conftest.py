@@ -137,5 +137,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a module is kept
     for item in items:
-        if item.path.name not in SPREAD_MODULES:
+        if item.path.name not in SPREAD_MODULES and not item.get_closest_marker("xdist_group"):  # a test's own group wins
             item.add_marker(pytest.mark.xdist_group(item.path.stem))

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from concurrent_ingest import QA, verify, write_folder
 from conftest import SEED_FILE, SEEDS
-from fake_openai import FakeOpenAI, fake_openai, fake_openai_server  # noqa: F401 - fixtures
+from fake_openai import FakeOpenAI, fake_openai_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
+# Two groups for pytest-xdist, each run by one worker so its store is built once: the seed article, the big store.
+SMALL, BIG = pytest.mark.xdist_group("store_check_small"), pytest.mark.xdist_group("store_check_big")
 
 SEDWILL = "What is Mark Sedwill's job?"
 
@@ -65,11 +67,12 @@ def scramble(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.fixture
-def indexed(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """The seed article ingested by a `qa ingest` process (this process never opens the store)."""
-    docs = shutil.copytree(SEEDS, tmp_path / "docs")
-    data = tmp_path / ".qa"
+@pytest.fixture(scope="module")
+def _pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
+    """The seed article ingested by a `qa ingest` process, once per module (this process never opens the store)."""
+    root = tmp_path_factory.mktemp("store-check")
+    docs = shutil.copytree(SEEDS, root / "docs")
+    data = root / ".qa"
     done = _qa("ingest", "--json", docs, data=data)
     assert done.returncode == 0, done.stderr
     asked = _qa("ask", "--json", SEDWILL, data=data)
@@ -77,6 +80,15 @@ def indexed(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
     return docs, data, json.loads(asked.stdout)
 
 
+@pytest.fixture
+def indexed(_pristine: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A copy of the module's pristine store for this test to damage; the documents are shared and never changed."""
+    docs, data, answer = _pristine
+    shutil.copytree(data, tmp_path / ".qa")
+    return docs, tmp_path / ".qa", answer
+
+
+@SMALL
 def test_check_says_a_healthy_store_is_healthy(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, _answer = indexed
     done = _qa("check", data=data)
@@ -84,6 +96,7 @@ def test_check_says_a_healthy_store_is_healthy(indexed: tuple[Path, Path, dict[s
     assert done.stdout == "The store is healthy: 7 chunks and 24 sentences, every vector and text readable.\n"
 
 
+@SMALL
 def test_ingest_reembeds_an_unchanged_chunk_whose_vectors_were_lost(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     docs, data, answer = indexed
     lost = lose_sentence_vectors(data)
@@ -101,6 +114,7 @@ def test_ingest_reembeds_an_unchanged_chunk_whose_vectors_were_lost(indexed: tup
     assert json.loads(asked.stdout)["text"] == answer["text"]
 
 
+@SMALL
 def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, answer = indexed
     lost = lose_sentence_vectors(data, like="%:2")  # the third sentence of each chunk that has one
@@ -119,18 +133,28 @@ def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, 
     assert json.loads(_qa("ask", "--json", SEDWILL, data=data).stdout)["text"] == answer["text"]
 
 
-@pytest.fixture
-def big_store(tmp_path: Path, fake_openai: FakeOpenAI) -> tuple[Path, Path, dict[str, str]]:  # noqa: F811
+@pytest.fixture(scope="module")
+def _big_pristine(tmp_path_factory: pytest.TempPathFactory, fake_openai_server: FakeOpenAI) -> tuple[Path, Path, dict[str, str]]:  # noqa: F811
     """A store past Chroma's in-log threshold, so its vectors live in the index files (fake embedder: seconds)."""
-    docs = tmp_path / "docs"
+    root = tmp_path_factory.mktemp("big-store")
+    docs = root / "docs"
     write_folder(docs, files=600, tag="big", round_no=1)
-    data = tmp_path / ".qa"
-    env = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": fake_openai.base_url}
+    data = root / ".qa"
+    env = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": fake_openai_server.base_url}
     done = _qa("ingest", docs, data=data, **env)
     assert done.returncode == 0, done.stderr
     return docs, data, env
 
 
+@pytest.fixture
+def big_store(_big_pristine: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A copy of the module's big store for this test to damage (built once: 1200 chunks cost seconds)."""
+    docs, data, env = _big_pristine
+    shutil.copytree(data, tmp_path / ".qa")
+    return docs, tmp_path / ".qa", env
+
+
+@BIG
 def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_repair(
     big_store: tuple[Path, Path, dict[str, str]],
 ) -> None:
@@ -152,6 +176,7 @@ def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_r
     assert done.stdout.splitlines()[-1] == "The store is healthy: 1200 chunks and 3000 sentences, every vector and text readable."
 
 
+@BIG
 def test_a_store_whose_index_fails_to_load_is_reported_in_one_line(big_store: tuple[Path, Path, dict[str, str]]) -> None:
     _docs, data, env = big_store
     scramble(_vector_segment(data, "qa-sentences") / "header.bin")
@@ -160,6 +185,7 @@ def test_a_store_whose_index_fails_to_load_is_reported_in_one_line(big_store: tu
     assert "Error loading hnsw index" in line and line.endswith("Run `qa check --repair` to rebuild it from the documents on disk.")
 
 
+@SMALL
 def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, _answer = indexed
     holder = sqlite3.connect(data / "chroma" / "chroma.sqlite3", timeout=0, isolation_level=None)
@@ -167,7 +193,7 @@ def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path,
         holder.execute("BEGIN EXCLUSIVE")  # Chroma would wait 1000 s for it
         done = _qa("check", data=data, QA_CHECK_TIMEOUT="3")
         # Repair leaves a store that another process holds alone, rather than rebuilding it.
-        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="3")
+        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="3", QA_LOCK_WAIT="1")
     finally:
         holder.execute("ROLLBACK")
         holder.close()
