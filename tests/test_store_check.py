@@ -19,8 +19,6 @@ from conftest import SEED_FILE, SEEDS
 from fake_openai import FakeOpenAI, fake_openai_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
-# Two groups for pytest-xdist, each run by one worker so its store is built once: the seed article, the big store.
-SMALL, BIG = pytest.mark.xdist_group("store_check_small"), pytest.mark.xdist_group("store_check_big")
 
 SEDWILL = "What is Mark Sedwill's job?"
 
@@ -88,7 +86,6 @@ def indexed(_pristine: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> tup
     return docs, tmp_path / ".qa", answer
 
 
-@SMALL
 def test_check_says_a_healthy_store_is_healthy(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, _answer = indexed
     done = _qa("check", data=data)
@@ -96,7 +93,6 @@ def test_check_says_a_healthy_store_is_healthy(indexed: tuple[Path, Path, dict[s
     assert done.stdout == "The store is healthy: 7 chunks and 24 sentences, every vector and text readable.\n"
 
 
-@SMALL
 def test_ingest_reembeds_an_unchanged_chunk_whose_vectors_were_lost(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     docs, data, answer = indexed
     lost = lose_sentence_vectors(data)
@@ -114,7 +110,6 @@ def test_ingest_reembeds_an_unchanged_chunk_whose_vectors_were_lost(indexed: tup
     assert json.loads(asked.stdout)["text"] == answer["text"]
 
 
-@SMALL
 def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, answer = indexed
     lost = lose_sentence_vectors(data, like="%:2")  # the third sentence of each chunk that has one
@@ -154,7 +149,6 @@ def big_store(_big_pristine: tuple[Path, Path, dict[str, str]], tmp_path: Path) 
     return docs, tmp_path / ".qa", env
 
 
-@BIG
 def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_repair(
     big_store: tuple[Path, Path, dict[str, str]],
 ) -> None:
@@ -176,7 +170,6 @@ def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_r
     assert done.stdout.splitlines()[-1] == "The store is healthy: 1200 chunks and 3000 sentences, every vector and text readable."
 
 
-@BIG
 def test_a_store_whose_index_fails_to_load_is_reported_in_one_line(big_store: tuple[Path, Path, dict[str, str]]) -> None:
     _docs, data, env = big_store
     scramble(_vector_segment(data, "qa-sentences") / "header.bin")
@@ -185,7 +178,6 @@ def test_a_store_whose_index_fails_to_load_is_reported_in_one_line(big_store: tu
     assert "Error loading hnsw index" in line and line.endswith("Run `qa check --repair` to rebuild it from the documents on disk.")
 
 
-@SMALL
 def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
     _docs, data, _answer = indexed
     holder = sqlite3.connect(data / "chroma" / "chroma.sqlite3", timeout=0, isolation_level=None)
