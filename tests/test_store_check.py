@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from concurrent_ingest import QA, verify, write_folder
 from conftest import SEED_FILE, SEEDS
-from fake_openai import FakeOpenAI, fake_openai_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -129,13 +128,13 @@ def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, 
 
 
 @pytest.fixture(scope="module")
-def _big_pristine(tmp_path_factory: pytest.TempPathFactory, fake_openai_server: FakeOpenAI) -> tuple[Path, Path, dict[str, str]]:  # noqa: F811
+def _big_pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     """A store past Chroma's in-log threshold, so its vectors live in the index files (fake embedder: seconds)."""
     root = tmp_path_factory.mktemp("big-store")
     docs = root / "docs"
     write_folder(docs, files=600, tag="big", round_no=1)
     data = root / ".qa"
-    env = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": fake_openai_server.base_url}
+    env = {"QA_EMBED_MODEL": "fake"}
     done = _qa("ingest", docs, data=data, **env)
     assert done.returncode == 0, done.stderr
     return docs, data, env
