@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "1cfecb0da47c1b7f859859bf5f0db4c20174e656ece4810c8da791c539544670"
+ARTIFACT_SHA256 = "6954b4c13e4be5d9325041b78ae289f79b86caeef274816b56d731f1732b7678"
 
 
 @dataclass(frozen=True)

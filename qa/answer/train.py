@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -232,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     # on SQuAD and the seed article alone abstained on too many answerable questions about business documents.
     w_ans = np.array(written.answerable)
     w_scores = question_scores(model, np.array(written.x), np.array(written.question), len(w_ans))
-    threshold = round(_threshold([(oof, s_ans), (gold_scores, g_ans), (w_scores, w_ans)], args.max_false_abstain), 4)
+    # Rounded down to four places: rounding up could lift it above the score of an answerable question it must keep.
+    threshold = math.floor(_threshold([(oof, s_ans), (gold_scores, g_ans), (w_scores, w_ans)], args.max_false_abstain) * 1e4) / 1e4
     s_far, s_rec = _rates(oof, s_ans, threshold)
     g_far, g_rec = _rates(gold_scores, g_ans, threshold)
     w_far, w_rec = _rates(w_scores, w_ans, threshold)
