@@ -144,15 +144,14 @@ def verify(data: Path, *, collection: str = "qa", timeout: float = 300) -> tuple
     return json.loads(done.stdout.strip().splitlines()[-1]), ""
 
 
-def run_rounds(work: Path, *, rounds: int, files: int, base_url: str, env: dict[str, str] | None = None,
+def run_rounds(work: Path, *, rounds: int, files: int, base_url: str | None, env: dict[str, str] | None = None,
                echo: bool = False, ingest_timeout: float = 300) -> list[Round]:
+    """`base_url`: the fake OpenAI server that embeds; None embeds with `QA_EMBED_MODEL=fake` in each process."""
     data = work / ".qa"
     folders = [work / "alpha", work / "bravo"]
-    environ = {
-        **os.environ, **(env or {}),
-        "QA_DATA_DIR": str(data), "QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": base_url,
-        "QA_OPENAI_EMBED_MODEL": "fake-embed", "QA_EMBED_BATCH_SIZE": "64",
-    }
+    embedder = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": base_url, "QA_OPENAI_EMBED_MODEL": "fake-embed"} if base_url else {
+        "QA_EMBED_MODEL": "fake"}
+    environ = {**os.environ, **(env or {}), "QA_DATA_DIR": str(data), **embedder, "QA_EMBED_BATCH_SIZE": "64"}
     environ.pop("OPENAI_API_KEY", None)
     out: list[Round] = []
     for n in range(1, rounds + 1):

@@ -119,23 +119,37 @@ def load_gold(path: Path = GOLD) -> list[dict]:  # type: ignore[type-arg]
 
 
 
-# `make test` runs `pytest -n 3 --dist loadgroup` (pytest-xdist): each module is one group, run whole by one
-# worker so its module-scoped servers and indexes start once; the slow modules whose fixtures are all per
-# test (or the per-worker session seed index) are left ungrouped, so their tests spread over the workers.
-# The slow ones are handed out first, so no worker ends with a long module alone. Order and placement
-# only: every test still runs once. Update from `pytest --durations=0` when a module grows slow.
+# `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist): each module is one unit of work, run whole by
+# one worker so its module-scoped servers, indexes and runs start once; the slow modules whose tests share
+# nothing but the per-worker session seed index are split test by test over the workers. The slow ones are
+# handed out first, so no worker ends with a long module alone. Order and placement only: every test still
+# runs once. Update from `pytest --durations=0` when a module grows slow.
+# (xdist's own `xdist_group` grouping rewrites `item._nodeid`, which pytest 9 no longer reads, so it would run
+# every test as its own unit and start a module's servers once per worker: `ModuleScheduling` groups instead.)
 SLOW_MODULES_FIRST = (
     "test_store_check.py", "test_secrets.py", "test_embed.py", "test_writer_lock.py", "test_eval.py", "test_api.py",
     "test_store_model.py", "test_hostile_input.py", "test_answerability.py", "test_service_limits.py",
     "test_store_faults.py", "test_hostile_questions.py", "test_ui_browser.py",
 )
-SPREAD_MODULES = {"test_store_check.py", "test_secrets.py", "test_writer_lock.py", "test_eval.py", "test_store_model.py"}
+SPREAD_MODULES = {"test_writer_lock.py", "test_store_model.py"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(SLOW_MODULES_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a module is kept
-    for item in items:
-        if item.path.name not in SPREAD_MODULES:
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadgroup`: one unit of work per module (per test in SPREAD_MODULES), handed out in collection order."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.partition("::")[0]
+            return nodeid if module.rpartition("/")[2] in SPREAD_MODULES else module
+
+    config.option.loadscopereorder = False  # keep SLOW_MODULES_FIRST's order, not the most tests first
+    return ModuleScheduling(config, log)

@@ -131,14 +131,30 @@ def test_make_train_builds_the_same_bytes_twice(tmp_path: Path) -> None:
     with (squad / "gold.jsonl").open("w", encoding="utf-8") as fh:
         for i, (q, answers, evidence) in enumerate(questions):
             fh.write(json.dumps({"id": f"t{i}", "question": q, "answers": answers, "answerable": bool(answers), "evidence": [evidence] if evidence else []}) + "\n")
-    seeds = Path(__file__).resolve().parent.parent / "seeds"
+    # The other fitting sets are written here too (a gold dev half, questions written for fitting, follow-up
+    # pairs), so each build reads a handful of questions instead of the project's full fitting data.
+    gold = tmp_path / "gold.jsonl"
+    shutil.copy(squad / "gold.jsonl", gold)
+    (tmp_path / "split.json").write_text(json.dumps({"dev": ["t0", "t2", "t4"], "test": ["t1", "t3", "t5"]}), encoding="utf-8")
+    fit = tmp_path / "fit"
+    shutil.copytree(squad / "corpus", fit / "docs")
+    shutil.copy(squad / "gold.jsonl", fit / "gold.jsonl")
+    pairs = [("Who founded the bakery?", "When did he retire?", True), ("Who built the harbour?", "What did they build next?", True),
+             ("How tall is the lighthouse?", "Is it open to visitors?", True), ("Who is the head baker?", "When does the bakery open?", False),
+             ("How tall is the lighthouse?", "Who built the harbour in 1850?", False), ("What do staff get?", "What colour was the lighthouse painted?", False)]
+    (tmp_path / "follow_ups.jsonl").write_text(
+        "".join(json.dumps({"previous": a, "question": b, "follow_up": f}) + "\n" for a, b, f in pairs), encoding="utf-8")
+    written = ["--squad", str(squad), "--seeds", str(squad / "corpus"), "--gold", str(gold), "--split", str(tmp_path / "split.json"),
+               "--fit-docs", str(fit), "--follow-ups", str(tmp_path / "follow_ups.jsonl")]
     outs = []
     for run in ("a", "b"):
         out = tmp_path / f"{run}.json"
-        assert main(["--out", str(out), "--work", str(tmp_path / f"work-{run}"), "--squad", str(squad), "--seeds", str(seeds)]) == 0
+        assert main(["--out", str(out), "--work", str(tmp_path / f"work-{run}"), *written]) == 0
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
-    assert json.loads(outs[0])["meta"]["fitting_data"]["squad2-train-19"]["questions"] == len(questions)
+    fitting = json.loads(outs[0])["meta"]["fitting_data"]
+    assert fitting["squad2-train-19"]["questions"] == len(questions)
+    assert (fitting["gold_dev_half"]["questions"], fitting["written_for_fitting"]["questions"], fitting["follow_ups"]["pairs"]) == (3, 6, 6)
 
 
 def test_a_store_copied_elsewhere_still_answers_with_the_same_scores(bakery: Engine, tmp_path: Path) -> None:

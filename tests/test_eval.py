@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import GOLD
+from conftest import GOLD, SEEDS
 
 from qa.cli import main
 from qa.metrics import METRICS
@@ -25,9 +26,28 @@ def indexed(seed_data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     return data
 
 
-def test_eval_json_prints_every_metric_and_writes_the_run_folder(indexed: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(out), "--json"])
+FLOORS = ["--min", "retrieval_hit_at_k=0.95", "--min", "answer_contains=0.90", "--min", "abstain_recall=0.17"]
+
+
+@pytest.fixture(scope="module")
+def full_run(seed_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """One run of the whole gold set with the baseline beside it and passing floors, read by several tests.
+
+    The 70 questions are asked once for the module rather than once a test: each test reads the part it checks.
+    """
+    import shutil
+
+    root = tmp_path_factory.mktemp("eval-full-run")
+    shutil.copytree(seed_data_dir, root / ".qa")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("QA_DATA_DIR", str(root / ".qa"))
+        patch.setenv("QA_SEEDS_DIR", str(SEEDS))
+        result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(root / "run"), "--json", "--with-baseline", *FLOORS])
+    return result, root / "run"
+
+
+def test_eval_json_prints_every_metric_and_writes_the_run_folder(full_run: tuple[Any, Path]) -> None:
+    result, out = full_run
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert set(METRICS) <= set(summary)
@@ -40,26 +60,26 @@ def test_eval_json_prints_every_metric_and_writes_the_run_folder(indexed: Path, 
     assert "| answer_contains |" in (out / "report.md").read_text(encoding="utf-8")
 
 
-def test_a_broken_setting_fails_the_gate_naming_the_metrics_that_fell(indexed: Path, tmp_path: Path) -> None:
-    floors = ["--min", "retrieval_hit_at_k=0.95", "--min", "answer_contains=0.90", "--min", "abstain_recall=0.17"]
-    ok = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "a"), *floors])
+def test_a_broken_setting_fails_the_gate_naming_the_metrics_that_fell(indexed: Path, tmp_path: Path, full_run: tuple[Any, Path]) -> None:
+    ok, _ = full_run  # the same floors, passed by the engine
     assert ok.exit_code == 0, ok.output
-    broken = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "b"), "--baseline", "--k", "1", *floors])
+    assert "Quality gate passed (3 bounds)." in ok.stderr
+    broken = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "b"), "--baseline", "--k", "1", *FLOORS])
     assert broken.exit_code == 1
     assert "Quality gate failed" in broken.output
     assert "abstain_recall 0 < 0.17" in broken.output and "answer_contains" in broken.output
 
 
-def test_compare_shows_changes_and_items_that_flipped(indexed: Path, tmp_path: Path) -> None:
-    CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "good")])
+def test_compare_shows_changes_and_items_that_flipped(indexed: Path, tmp_path: Path, full_run: tuple[Any, Path]) -> None:
+    _, good = full_run
     result = CliRunner().invoke(
-        main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "worse"), "--baseline", "--compare", str(tmp_path / "good")]
+        main, ["eval", "--gold", str(GOLD), "--out", str(tmp_path / "worse"), "--baseline", "--compare", str(good)]
     )
     assert result.exit_code == 0, result.output
     assert "abstain_recall" in result.output and "worse" in result.output
     assert "went from right to wrong:" in result.output
     report = (tmp_path / "worse" / "report.md").read_text(encoding="utf-8")
-    assert f"## Against {tmp_path / 'good'}" in report and "- **seed-0" in report
+    assert f"## Against {good}" in report and "- **seed-0" in report
 
 
 def test_malformed_gold_lines_are_reported_with_their_line_number(indexed: Path, tmp_path: Path) -> None:
@@ -124,9 +144,8 @@ def test_dense_retrieval_with_top_k_1_fails_the_gate_naming_retrieval(indexed: P
     assert summary["gate"]["failed"] and summary["gate"]["failed"][0].startswith("retrieval_hit_at_k")
 
 
-def test_with_baseline_reports_both_side_by_side(indexed: Path, tmp_path: Path) -> None:
-    out = tmp_path / "r"
-    result = CliRunner().invoke(main, ["eval", "--gold", str(GOLD), "--out", str(out), "--with-baseline"])
+def test_with_baseline_reports_both_side_by_side(full_run: tuple[Any, Path]) -> None:
+    result, out = full_run
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| metric | extractive | baseline |" in report

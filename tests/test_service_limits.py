@@ -33,17 +33,17 @@ def test_a_flood_of_queue_joins_gets_busy_replies_and_the_page_keeps_answering(s
         assert "Mark Sedwill" in ask(chat.url)["text"]
         rss_before = rss_mb(chat.pid)
 
-        # 600 anonymous joins from 100 addresses, each within its rate limit: the queue bound answers
-        many = flood(chat.url, requests=600, clients=100, concurrency=100, timeout=120)
-        assert many.errors == 0 and sum(many.statuses.values()) == 600
-        assert many.statuses[503] >= 400, many.to_dict()
+        # 300 anonymous joins from 50 addresses, each within its rate limit: the queue bound answers
+        many = flood(chat.url, requests=300, clients=50, concurrency=100, timeout=120)
+        assert many.errors == 0 and sum(many.statuses.values()) == 300
+        assert many.statuses[503] >= 200, many.to_dict()
         assert set(many.statuses) <= {200, 503}
         assert many.retry_after == {"5"}
         assert any("busy" in d and "Retry" in d for d in many.details)
 
-        # 100 joins from one address: its rate limit answers, with how long to wait
-        one = flood(chat.url, requests=100, clients=1, concurrency=20, timeout=120)
-        assert one.statuses[429] >= 80 and one.statuses[200] <= 20, one.to_dict()
+        # 50 joins from one address: its rate limit answers, with how long to wait
+        one = flood(chat.url, requests=50, clients=1, concurrency=20, timeout=120)
+        assert one.statuses[429] >= 35 and one.statuses[200] <= 15, one.to_dict()
         assert any("too many requests" in d for d in one.details)
 
         # afterwards a user (from 127.0.0.1, not one of the flooding addresses) is answered as before

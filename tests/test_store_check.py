@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from concurrent_ingest import QA, verify, write_folder
 from conftest import SEED_FILE, SEEDS
-from fake_openai import FakeOpenAI, fake_openai, fake_openai_server  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -65,16 +64,25 @@ def scramble(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.fixture
-def indexed(tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
-    """The seed article ingested by a `qa ingest` process (this process never opens the store)."""
-    docs = shutil.copytree(SEEDS, tmp_path / "docs")
-    data = tmp_path / ".qa"
+@pytest.fixture(scope="module")
+def _pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
+    """The seed article ingested by a `qa ingest` process, once per module (this process never opens the store)."""
+    root = tmp_path_factory.mktemp("store-check")
+    docs = shutil.copytree(SEEDS, root / "docs")
+    data = root / ".qa"
     done = _qa("ingest", "--json", docs, data=data)
     assert done.returncode == 0, done.stderr
     asked = _qa("ask", "--json", SEDWILL, data=data)
     assert asked.returncode == 0, asked.stderr
     return docs, data, json.loads(asked.stdout)
+
+
+@pytest.fixture
+def indexed(_pristine: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """A copy of the module's pristine store for this test to damage; the documents are shared and never changed."""
+    docs, data, answer = _pristine
+    shutil.copytree(data, tmp_path / ".qa")
+    return docs, tmp_path / ".qa", answer
 
 
 def test_check_says_a_healthy_store_is_healthy(indexed: tuple[Path, Path, dict[str, Any]]) -> None:
@@ -119,16 +127,25 @@ def test_check_finds_lost_vectors_and_repair_reembeds_them(indexed: tuple[Path, 
     assert json.loads(_qa("ask", "--json", SEDWILL, data=data).stdout)["text"] == answer["text"]
 
 
-@pytest.fixture
-def big_store(tmp_path: Path, fake_openai: FakeOpenAI) -> tuple[Path, Path, dict[str, str]]:  # noqa: F811
+@pytest.fixture(scope="module")
+def _big_pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     """A store past Chroma's in-log threshold, so its vectors live in the index files (fake embedder: seconds)."""
-    docs = tmp_path / "docs"
+    root = tmp_path_factory.mktemp("big-store")
+    docs = root / "docs"
     write_folder(docs, files=600, tag="big", round_no=1)
-    data = tmp_path / ".qa"
-    env = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": fake_openai.base_url}
+    data = root / ".qa"
+    env = {"QA_EMBED_MODEL": "fake"}
     done = _qa("ingest", docs, data=data, **env)
     assert done.returncode == 0, done.stderr
     return docs, data, env
+
+
+@pytest.fixture
+def big_store(_big_pristine: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    """A copy of the module's big store for this test to damage (built once: 1200 chunks cost seconds)."""
+    docs, data, env = _big_pristine
+    shutil.copytree(data, tmp_path / ".qa")
+    return docs, tmp_path / ".qa", env
 
 
 def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_repair(
@@ -167,7 +184,7 @@ def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path,
         holder.execute("BEGIN EXCLUSIVE")  # Chroma would wait 1000 s for it
         done = _qa("check", data=data, QA_CHECK_TIMEOUT="3")
         # Repair leaves a store that another process holds alone, rather than rebuilding it.
-        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="3")
+        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="3", QA_LOCK_WAIT="1")
     finally:
         holder.execute("ROLLBACK")
         holder.close()

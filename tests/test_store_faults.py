@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -158,15 +159,32 @@ def _ask(data: Path, question: str = SEDWILL) -> dict[str, Any]:
     return {"text": answer["text"], "citations": [(c["source"], c["paragraph"], c["quote"]) for c in answer["citations"]]}
 
 
-@pytest.fixture
-def indexed(tmp_path: Path) -> Indexed:
-    docs = shutil.copytree(SEEDS, tmp_path / "docs")
-    data = tmp_path / ".qa"
+@pytest.fixture(scope="module")
+def _pristine(tmp_path_factory: pytest.TempPathFactory) -> Indexed:
+    """A copy of seeds/ indexed by `qa ingest`, once for the module: each test works on a copy of its store."""
+    root = tmp_path_factory.mktemp("store-faults")
+    docs = shutil.copytree(SEEDS, root / "docs")
+    data = root / ".qa"
     done = _qa("ingest", "--json", docs, data=data)
     assert done.returncode == 0, done.stderr
     answer = _ask(data)
     assert "national security adviser" in answer["text"] and answer["citations"]
     return Indexed(docs, data, json.loads(done.stdout)["chunks_embedded"], answer)
+
+
+@pytest.fixture
+def indexed(_pristine: Indexed, tmp_path: Path) -> Iterator[Indexed]:
+    """The module's indexed store, copied for this test; what a test adds to the documents is removed after it."""
+    shutil.copytree(_pristine.data, tmp_path / ".qa")
+    before = set(_pristine.docs.iterdir())
+    yield _pristine._replace(data=tmp_path / ".qa")
+    for added in set(_pristine.docs.iterdir()) - before:
+        added.unlink()
+
+
+def _answer(answer: Any) -> dict[str, Any]:
+    """`_ask`'s view of an answer given in this process."""
+    return {"text": answer.text, "citations": [(c.source, c.paragraph, c.quote) for c in answer.citations]}
 
 
 def _fingerprint(store: Path) -> str:
@@ -196,13 +214,14 @@ def _assert_next_ingest_embeds_only_the_change(indexed: Indexed, *, owner_only: 
     )
     assert report["chunks_embedded"] > 0 and report["chunks_deleted"] == 0
 
-    store = Engine(Settings(data_dir=indexed.data, _env_file=None)).store
+    engine = Engine(Settings(data_dir=indexed.data, _env_file=None))  # what `qa ask` answers, asked in this process
+    store = engine.store
     chunks = store.all_chunks()
     assert len(chunks) == indexed.chunks + report["chunks_embedded"]  # each chunk once
     assert sum(c.source == "archive.txt" for c in chunks) == report["chunks_embedded"]
     assert store.sentences.count() == sum(len(c.sentences) for c in chunks)  # no orphaned or doubled vectors
-    assert _ask(indexed.data) == indexed.answer
-    assert {c[0] for c in _ask(indexed.data, "Who opens the archive room?")["citations"]} == {"archive.txt"}
+    assert _answer(engine.ask(SEDWILL)) == indexed.answer
+    assert {c[0] for c in _answer(engine.ask("Who opens the archive room?"))["citations"]} == {"archive.txt"}
 
 
 def test_read_only_store_refuses_ingest_and_ask_in_one_line_and_the_next_ingest_embeds_only_the_change(

@@ -27,6 +27,18 @@ def _qa(*args: str | Path, data: Path, **env: str) -> subprocess.CompletedProces
     return subprocess.run([str(QA), *map(str, args)], env=environ, capture_output=True, text=True, timeout=300)
 
 
+def _cli(*args: str | Path, data: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`_qa` in this process (CliRunner): the same command, without a process start per step."""
+    from click.testing import CliRunner
+
+    from qa.cli import main
+
+    environ: dict[str, str | None] = {k: None for k in os.environ if k.startswith(("QA_", "OPENAI_"))}
+    environ.update(QA_DATA_DIR=str(data), QA_SEEDS_DIR=str(SEEDS), **env)
+    result = CliRunner().invoke(main, [str(a) for a in args], env=environ)
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
 @pytest.mark.slow
 def test_changing_the_embedding_model_is_one_line_saying_how_to_reindex(tmp_path: Path, fake_openai: FakeOpenAI) -> None:  # noqa: F811
     data = tmp_path / ".qa"
@@ -34,7 +46,7 @@ def test_changing_the_embedding_model_is_one_line_saying_how_to_reindex(tmp_path
     openai = {"QA_EMBED_MODEL": "openai", "QA_LLM_BASE_URL": fake_openai.base_url, "QA_OPENAI_EMBED_MODEL": "fake-embed"}
 
     for command in (("ask", SEDWILL), ("ingest", SEEDS)):
-        done = _qa(*command, data=data, **openai)
+        done = _cli(*command, data=data, **openai)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.splitlines() == [
             f"Error: The index in embedded chroma at {data / 'chroma'} (collection 'qa') was built with all-MiniLM-L6-v2 "
@@ -43,13 +55,13 @@ def test_changing_the_embedding_model_is_one_line_saying_how_to_reindex(tmp_path
         ]
     assert [r.path for r in fake_openai.requests if r.path.endswith("/embeddings")] == []  # nothing embedded or mixed in
 
-    rebuilt = _qa("ingest", "--rebuild", "--json", SEEDS, data=data, **openai)
+    rebuilt = _cli("ingest", "--rebuild", "--json", SEEDS, data=data, **openai)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert json.loads(rebuilt.stdout)["chunks_embedded"] == 7
-    again = _qa("ingest", "--json", SEEDS, data=data, **openai)
+    again = _cli("ingest", "--json", SEEDS, data=data, **openai)
     assert again.returncode == 0 and json.loads(again.stdout)["chunks_embedded"] == 0  # opens cleanly with its model
 
-    back = _qa("ask", SEDWILL, data=data)
+    back = _cli("ask", SEDWILL, data=data)
     assert back.returncode == 1
     assert "was built with openai:fake-embed (16 dims), but QA_EMBED_MODEL gives all-MiniLM-L6-v2 (384 dims)" in back.stderr
 
@@ -91,21 +103,21 @@ def _write_as_before(settings: Settings) -> None:
 def test_an_index_written_through_llama_index_still_answers_and_is_not_embedded_again(tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
     _write_as_before(Settings(data_dir=old, _env_file=None, embed_model="minilm"))  # as `qa` below: the real model
-    assert _qa("ingest", SEEDS, data=new).returncode == 0
+    assert _cli("ingest", SEEDS, data=new).returncode == 0
 
     def ask(data: Path) -> dict[str, object]:
-        done = _qa("ask", "--json", SEDWILL, data=data)
+        done = _cli("ask", "--json", SEDWILL, data=data)
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
         return {"text": answer["text"], "citations": [(c["source"], c["start"], c["end"], c["quote"]) for c in answer["citations"]]}
 
     assert ask(old) == ask(new)
-    check = _qa("check", data=old)
+    check = _cli("check", data=old)
     assert check.returncode == 0 and "The store is healthy: 7 chunks and 24 sentences" in check.stdout
-    again = _qa("ingest", "--json", SEEDS, data=old)
+    again = _cli("ingest", "--json", SEEDS, data=old)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["chunks_embedded"] == 0  # its records are kept, not re-embedded
-    assert "was built with" not in _qa("ask", SEDWILL, data=old).stderr
+    assert "was built with" not in _cli("ask", SEDWILL, data=old).stderr
 
 
 def test_store_failures_become_store_errors_with_their_cause_and_our_bugs_pass_through(tmp_path: Path) -> None:
