@@ -76,7 +76,7 @@ def _articles(items: list[Any], corpus: Path) -> list[str]:
 
 
 class _ExactDense:
-    """The store, searched exactly: nearest sentences by cosine in NumPy, ties broken by (chunk id, sentence).
+    """The store, searched exactly: nearest sentences by cosine in NumPy, ties broken by corpus order.
 
     Chroma's HNSW search is approximate, and the order of near-equal neighbours it returns can change
     from one process to the next on the same index, which changed a few of the 150k candidate rows, and
@@ -85,7 +85,7 @@ class _ExactDense:
     """
 
     def __init__(self, store: Store, chunks: list[Any]) -> None:
-        keys = sorted((c.id, i) for c in chunks for i in range(len(c.sentences)))
+        keys = [(c.id, i) for c in chunks for i in range(len(c.sentences))]  # in corpus order
         vectors: dict[tuple[str, int], np.ndarray] = {}
         for at in range(0, len(keys), 1000):  # under SQLite's limit on ids in one query
             vectors.update(store.sentence_vectors(keys[at : at + 1000]))
@@ -112,10 +112,11 @@ def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str],
     log(f"  indexed {corpus}: {report.chunks_embedded} chunks embedded")
     from qa.retrieve import Corpus, Retriever
 
-    # Ties in retrieval break by corpus position, and the store may list chunks in any order:
-    # a corpus sorted by chunk id makes the rows, and so the artifact, the same on every run.
+    # Ties in retrieval break by corpus position, and the store may list chunks in any order: a corpus
+    # sorted by where each chunk's text is (not by chunk id, which hashes the folder's absolute path and so
+    # differs between checkouts) makes the rows, and so the artifact, the same on every run and machine.
     loaded = engine.corpus
-    chunks = sorted(loaded.chunks, key=lambda c: c.id)
+    chunks = sorted(loaded.chunks, key=lambda c: (c.source, c.start, c.end, c.text))
     retriever = Retriever(cast(Store, _ExactDense(engine.store, chunks)), Corpus(chunks), engine.embedder)
     featurizer = Featurizer()
     rows = Rows([], [], [], [], [])
