@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "f7ad22bb73607ea2974a9c3fbb3293fc4d1d50a1045bee53e5613b4151ad49a7"
+ARTIFACT_SHA256 = "cc79af86c5677baa4c7ef221844ab175fa6ffa28bc95d76a75a7b78081fbdfab"
 
 
 @dataclass(frozen=True)
