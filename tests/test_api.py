@@ -342,7 +342,7 @@ def slow_llm() -> Iterator[FakeOpenAI]:
 def test_more_questions_than_slots_get_429_at_once_never_a_hang(
     served: dict[str, Any], slow_llm: FakeOpenAI, tmp_path: Path
 ) -> None:
-    slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1].", delay=4.0))
+    slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1]."))
     env = api_env(
         served["data"], served["seeds"], QA_LLM_BASE_URL=slow_llm.base_url, QA_LLM_MODEL="fake-model",
         QA_LLM_RETRIES="0", QA_API_CONCURRENCY="1", QA_API_QUEUE="0",
@@ -350,6 +350,7 @@ def test_more_questions_than_slots_get_429_at_once_never_a_hang(
     with qa_serve(env, log=tmp_path / "serve.log") as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
         client.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}])  # loads the LLM client
+        slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1].", delay=4.0))  # holds the slot
         results: list[Any] = []
         together = threading.Barrier(3)
 
