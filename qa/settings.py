@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+EMBED_MODELS = ("minilm", "minilm-torch", "openai")  # what QA_EMBED_MODEL may name
 
 
 def _default_prompts_dir() -> Path:
@@ -46,6 +49,13 @@ class Settings(BaseSettings):
     embed_model: str = Field("minilm", description="`minilm` (bundled, offline) or `openai` (`fake`: hashed words, for tests only).")
     openai_embed_model: str = Field("text-embedding-3-small", description="Model name when embed_model=openai.")
     embed_batch_size: int = Field(64, description="Sentences per embedding batch during ingest.")
+
+    @field_validator("embed_model")
+    @classmethod
+    def _known_embed_model(cls, value: str) -> str:
+        if value not in (*EMBED_MODELS, "fake"):  # `fake` is the tests' embedder, never offered to users
+            raise ValueError(f"{value!r} names no embedding model; choose one of: {', '.join(EMBED_MODELS)}")
+        return value
 
     # Retrieval and answering
     top_k: int = Field(5, description="Passages retrieved per question.")
@@ -169,4 +179,5 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = "QA_" + str(first["loc"][0]).upper() if first.get("loc") else "a QA_ setting"
-        raise ConfigError(f"Bad setting {name}: {first['msg']}.") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+        raise ConfigError(f"Bad setting {name}: {message}.") from exc

@@ -106,6 +106,16 @@ def test_a_bad_lock_wait_is_a_one_line_error_naming_the_variable(monkeypatch, tm
     assert result.output.startswith("Error: Bad setting QA_LOCK_WAIT:") and result.output.count("\n") == 1
 
 
+@pytest.mark.parametrize("value", ["", "minilm-l12"])
+def test_an_empty_or_unknown_embedding_model_is_a_one_line_error_listing_the_choices(value: str, monkeypatch, seed_data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("QA_DATA_DIR", str(seed_data_dir))  # an index exists: the name is refused before any model check
+    monkeypatch.setenv("QA_EMBED_MODEL", value)
+    result = CliRunner().invoke(main, ["ask", "What is Mark Sedwill's job?"])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: Bad setting QA_EMBED_MODEL: {value!r} names no embedding model; "
+                             "choose one of: minilm, minilm-torch, openai.\n")
+
+
 def test_every_front_end_starts_through_engine_open_not_through_the_cli_module() -> None:
     import re
 

@@ -155,9 +155,11 @@ def test_the_fake_embedder_is_picked_only_by_its_exact_name(tmp_path: Path, monk
     from qa import Settings
     from qa.embed import make_embedder
 
-    monkeypatch.delenv("QA_EMBED_MODEL")  # what a user runs: the bundled model
+    from qa.settings import load_settings
 
+    monkeypatch.setenv("QA_EMBED_MODEL", "Fake")
     with pytest.raises(ConfigError) as error:
-        make_embedder(Settings(embed_model="Fake", data_dir=tmp_path, _env_file=None))
-    assert "choose one of: minilm, minilm-torch, openai." in str(error.value)
+        load_settings()
+    assert "choose one of: minilm, minilm-torch, openai." in str(error.value)  # and never offered to users
+    monkeypatch.delenv("QA_EMBED_MODEL")  # what a user runs: the bundled model
     assert isinstance(make_embedder(Settings(data_dir=tmp_path, _env_file=None)), MiniLM)

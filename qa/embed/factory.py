@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING
 from qa.embed.base import Embedder
 from qa.embed.weights import bundled_model_dir, verify_weights
 from qa.errors import ConfigError
+from qa.settings import EMBED_MODELS
 
 if TYPE_CHECKING:
     from qa.settings import Settings
 
-EMBEDDERS = ("minilm", "minilm-torch", "openai")
+EMBEDDERS = EMBED_MODELS
 # Selectable only by its exact name, and never listed to users as a choice: it knows no synonyms.
 FAKE = "fake"
 
