@@ -37,18 +37,7 @@ FIRST_DOCS = ("dublin-office-facilities.md", "gym-membership-terms.md", "orbit-n
 
 def doc_of(items: list[Any], docs: Path) -> list[str]:
     """The written document each fitting question is about: the one holding its evidence (else the previous one's)."""
-    from qa.text import normalize
-
-    texts = {p.name: normalize(p.read_text(encoding="utf-8")) for p in sorted(docs.iterdir()) if p.is_file()}
-    out, last = [], ""
-    for item in items:
-        for e in item.evidence:
-            hit = next((n for n, t in texts.items() if normalize(e) in t), None)
-            if hit:
-                last = hit
-                break
-        out.append(last)
-    return out
+    return T.evidence_sources(items, sorted(p for p in docs.iterdir() if p.is_file()), name=lambda p: p.name)
 
 
 def written_rows(work: Path, fit_docs: Path) -> tuple[dict[str, np.ndarray], list[str]]:

@@ -151,14 +151,14 @@ def test_pipeline_overhead_before_the_first_token_is_reported(make_engine, fake_
 
 def test_follow_up_is_condensed_into_a_standalone_question_before_retrieval(make_engine, fake_openai) -> None:  # noqa: F811
     engine = make_engine()
-    follow_up = "How did he sum it up?"
-    standalone = "What did Mark Sedwill say about the expulsions?"
+    follow_up = "What does he do?"
+    standalone = "What is Mark Sedwill's job?"
     assert engine.retrieve(follow_up)[0].paragraph != 6  # the follow-up alone finds the wrong passage
     fake_openai.when("standalone question", standalone)
-    fake_openai.reply("A powerful western message [1].")
+    fake_openai.reply("Britain's national security adviser [1].")
     history = [
         {"role": "user", "content": "Who is Mark Sedwill?"},
-        {"role": "assistant", "content": "Britain's national security adviser [1]."},
+        {"role": "assistant", "content": "A British official quoted in the article [1]."},
     ]
     answer = engine.ask(follow_up, history)
     assert answer.retrieval_query == standalone and answer.question == follow_up

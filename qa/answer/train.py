@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -61,9 +62,9 @@ def _label(sentence: str, answers: tuple[str, ...], evidence: tuple[str, ...]) -
     return int(any(normalize(e) in s or s in normalize(e) for e in evidence))
 
 
-def _articles(items: list[Any], corpus: Path) -> list[str]:
-    """Each SQuAD question's article: the file holding its evidence, else the previous question's."""
-    texts = {p.stem: normalize(p.read_text(encoding="utf-8")) for p in sorted(corpus.glob("*.txt"))}
+def evidence_sources(items: list[Any], files: list[Path], name: Callable[[Path], str] = lambda p: p.stem) -> list[str]:
+    """Each question's document (`name` of one of `files`): the file holding its evidence, else the previous question's."""
+    texts = {name(p): normalize(p.read_text(encoding="utf-8")) for p in files}
     out, last = [], ""
     for item in items:
         for e in item.evidence:
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"SQuAD fitting set: {len(squad_items)} questions")
         squad = _rows(
             base.model_copy(update={"collection": "fit-squad2-train-19"}), args.squad / "corpus", squad_items,
-            _articles(squad_items, args.squad / "corpus"), context_from_history=False, log=log,
+            evidence_sources(squad_items, sorted((args.squad / "corpus").glob("*.txt"))), context_from_history=False, log=log,
         )
         dev_ids = set(json.loads(args.split.read_text(encoding="utf-8"))["dev"])
         dev_items = [item for item in load_gold(args.gold) if item.id in dev_ids]
