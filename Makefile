@@ -39,9 +39,10 @@ test: install chromium
 	# the quality floors: eval/floors.json (the one place they are written; see README Quality)
 	$(BIN)/qa eval --offline --gate gold-test --out .qa/eval-gate
 	$(BIN)/qa eval --offline --gate paraphrase --out .qa/eval-gate-paraphrase
-	# 2 workers on 2 cores (a third costs its own imports and seed indexes, ~30 s of CPU, more than its waits
-	# win back); each module on one worker, handed out as tests/conftest.py says
-	$(BIN)/python -m pytest -m "not stress and not llm_local" -q -n 2 --dist loadgroup
+	# 3 workers on 2 cores: the third fills the waits the fault tests exist for (locks, hangs, deadlines) and
+	# costs ~10 s of CPU (its imports and seed indexes); 2 or 4 took 15 and 10 s longer. Each module on one
+	# worker, longest first, as tests/conftest.py says
+	$(BIN)/python -m pytest -m "not stress and not llm_local" -q -n 3 --dist loadgroup
 
 # The answerability model and follow-up decision (qa/answer/answerability.json), from the fitting data only
 # (squad2-train-19, the dev half of eval/gold.jsonl, eval/fit/): deterministic, ~5 min on 2 shared cores.

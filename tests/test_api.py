@@ -350,7 +350,7 @@ def test_more_questions_than_slots_get_429_at_once_never_a_hang(
     with qa_serve(env, log=tmp_path / "serve.log") as url:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
         client.chat.completions.create(model="qa", messages=[{"role": "user", "content": QUESTION}])  # loads the LLM client
-        slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1].", delay=4.0))  # holds the slot
+        slow_llm.reply(Reply(text="Mark Sedwill is Britain's national security adviser [1].", delay=2.0))  # holds the slot
         results: list[Any] = []
         together = threading.Barrier(3)
 

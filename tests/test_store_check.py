@@ -132,7 +132,7 @@ def _big_pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
     """A store past Chroma's in-log threshold, so its vectors live in the index files (fake embedder: seconds)."""
     root = tmp_path_factory.mktemp("big-store")
     docs = root / "docs"
-    write_folder(docs, files=600, tag="big", round_no=1)
+    write_folder(docs, files=300, tag="big", round_no=1)
     data = root / ".qa"
     env = {"QA_EMBED_MODEL": "fake"}
     done = _qa("ingest", docs, data=data, **env)
@@ -142,7 +142,7 @@ def _big_pristine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path,
 
 @pytest.fixture
 def big_store(_big_pristine: tuple[Path, Path, dict[str, str]], tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
-    """A copy of the module's big store for this test to damage (built once: 1200 chunks cost seconds)."""
+    """A copy of the module's big store for this test to damage (built once: 600 chunks cost seconds)."""
     docs, data, env = _big_pristine
     shutil.copytree(data, tmp_path / ".qa")
     return docs, tmp_path / ".qa", env
@@ -165,8 +165,8 @@ def test_a_store_that_segfaults_on_open_is_reported_in_one_line_and_rebuilt_by_r
     assert done.returncode == 0, done.stderr
     [aside] = data.glob("chroma.broken-*")  # kept, not deleted
     assert f"Moved the store that can't be opened to {aside}" in done.stdout
-    assert f"Re-indexed {docs}: 1200 chunks embedded" in done.stdout
-    assert done.stdout.splitlines()[-1] == "The store is healthy: 1200 chunks and 3000 sentences, every vector and text readable."
+    assert f"Re-indexed {docs}: 600 chunks embedded" in done.stdout
+    assert done.stdout.splitlines()[-1] == "The store is healthy: 600 chunks and 1500 sentences, every vector and text readable."
 
 
 def test_a_store_whose_index_fails_to_load_is_reported_in_one_line(big_store: tuple[Path, Path, dict[str, str]]) -> None:
@@ -182,14 +182,14 @@ def test_a_store_that_hangs_on_open_is_reported_in_one_line(indexed: tuple[Path,
     holder = sqlite3.connect(data / "chroma" / "chroma.sqlite3", timeout=0, isolation_level=None)
     try:
         holder.execute("BEGIN EXCLUSIVE")  # Chroma would wait 1000 s for it
-        done = _qa("check", data=data, QA_CHECK_TIMEOUT="3")
+        done = _qa("check", data=data, QA_CHECK_TIMEOUT="1")
         # Repair leaves a store that another process holds alone, rather than rebuilding it.
-        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="3", QA_LOCK_WAIT="1")
+        repaired = _qa("check", "--repair", data=data, QA_CHECK_TIMEOUT="1", QA_LOCK_WAIT="0.5")
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert _one_line_error(done) == (
-        f"Error: The store is damaged: Opening embedded chroma at {data / 'chroma'} hung for over 3 s (QA_CHECK_TIMEOUT). "
+        f"Error: The store is damaged: Opening embedded chroma at {data / 'chroma'} hung for over 1 s (QA_CHECK_TIMEOUT). "
         "Run `qa check --repair` to rebuild it from the documents on disk."
     )
     assert _one_line_error(repaired) == (

@@ -66,17 +66,17 @@ def test_a_second_writer_waits_then_stops_in_one_line_naming_the_holder_while_re
     holder = _hold(Settings(data_dir=data, _env_file=None), "qa ingest big-folder/", release, held)
     try:
         started = time.monotonic()
-        done = _qa("ingest", docs, data=data, QA_WRITE_LOCK_TIMEOUT="2")
+        done = _qa("ingest", docs, data=data, QA_WRITE_LOCK_TIMEOUT="1")
         waited = time.monotonic() - started
         assert done.returncode == 1 and done.stdout == ""
         [line] = done.stderr.splitlines()
         assert re.fullmatch(
             rf"Error: Another writer is updating embedded chroma at {re.escape(str(data / 'chroma'))}: "
             rf"pid {os.getpid()} on \S+ running `qa ingest big-folder/` since \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC\. "
-            r"Gave up after 2 s \(QA_WRITE_LOCK_TIMEOUT\); retry when it has finished\.",
+            r"Gave up after 1 s \(QA_WRITE_LOCK_TIMEOUT\); retry when it has finished\.",
             line,
         ), line
-        assert waited >= 2
+        assert waited >= 1
         # Readers never take the lock: a question is answered while the writer holds it.
         asked = _qa("ask", "--json", SEDWILL, data=data)
         assert asked.returncode == 0, asked.stderr
@@ -84,7 +84,7 @@ def test_a_second_writer_waits_then_stops_in_one_line_naming_the_holder_while_re
         # A writer that waits long enough goes ahead once the holder is done.
         waiting = subprocess.Popen([str(QA), "ingest", "--json", str(docs)], env={**os.environ, "QA_DATA_DIR": str(data)},
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(3)
+        time.sleep(2)
         assert waiting.poll() is None  # still waiting for the lock
     finally:
         release.set()
@@ -131,7 +131,7 @@ def test_chat_page_upload_and_reindex_wait_for_a_cli_writer_and_say_so_politely(
     data = tmp_path / ".qa"
     shutil.copytree(seed_data_dir, data)
     seeds = shutil.copytree(SEEDS, tmp_path / "seeds")
-    settings = Settings(data_dir=data, seeds_dir=seeds, write_lock_timeout=1, _env_file=None)
+    settings = Settings(data_dir=data, seeds_dir=seeds, write_lock_timeout=0.5, _env_file=None)
     page = ChatPage(Engine(settings), settings)
     upload = tmp_path / "upload" / "notes.txt"
     upload.parent.mkdir()

@@ -13,6 +13,7 @@ import calendar
 import functools
 import re
 import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,18 +126,40 @@ def lexicon() -> Lexicon:
     )
 
 
-@functools.lru_cache(maxsize=1)
-def synonyms() -> dict[str, tuple[tuple[str, ...], ...]]:
+class Synonyms(Mapping[str, tuple[tuple[str, ...], ...]]):
     """A term's Snowball stem (or two, space-separated) -> its synonyms, each as its content stems.
 
     `data/synonyms.tsv` holds each pair once; this reads it both ways. Stop words are dropped from a
-    synonym ("kick out" -> ("kick",)); a synonym left with no word is dropped.
+    synonym ("kick out" -> ("kick",)); a synonym left with no word is dropped. Only the raw rows are
+    indexed up front: a term's entry is worked out the first time it is looked up (a question needs a
+    handful, and every `qa` process would otherwise pay for all 47,000 at start-up).
     """
-    both: dict[str, set[tuple[str, ...]]] = {}
-    for key, others in _rows("synonyms.tsv"):
-        for other in others.split("|"):
-            for a, b in ((key, other), (other, key)):
-                content = tuple(w for w in b.split(" ") if w not in STOPWORDS)
-                if content:
-                    both.setdefault(a, set()).add(content)
-    return {k: tuple(sorted(v)) for k, v in both.items()}
+
+    def __init__(self, rows: list[list[str]]) -> None:
+        self._pairs: dict[str, list[str]] = {}
+        for key, others in rows:
+            for other in others.split("|"):
+                self._pairs.setdefault(key, []).append(other)
+                self._pairs.setdefault(other, []).append(key)
+        self._done: dict[str, tuple[tuple[str, ...], ...]] = {}
+
+    def __getitem__(self, term: str) -> tuple[tuple[str, ...], ...]:
+        done = self._done.get(term)
+        if done is None:
+            contents = {tuple(w for w in other.split(" ") if w not in STOPWORDS) for other in self._pairs[term]}
+            done = self._done[term] = tuple(sorted(c for c in contents if c))
+        if not done:
+            raise KeyError(term)
+        return done
+
+    def __iter__(self) -> Iterator[str]:
+        return (term for term in self._pairs if term in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@functools.lru_cache(maxsize=1)
+def synonyms() -> Synonyms:
+    """The synonym table of `data/synonyms.tsv`, read both ways (see `Synonyms`)."""
+    return Synonyms(_rows("synonyms.tsv"))
