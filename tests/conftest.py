@@ -132,12 +132,14 @@ def load_gold(path: Path = GOLD) -> list[dict]:  # type: ignore[type-arg]
 # runs once. Update from `pytest --durations=0` when a module grows slow.
 # (xdist's own `xdist_group` grouping rewrites `item._nodeid`, which pytest 9 no longer reads, so it would run
 # every test as its own unit and start a module's servers once per worker: `ModuleScheduling` groups instead.)
-SLOW_MODULES_FIRST = (  # longest first (seconds on 2 cores, session 6): the short ones fill the workers' tails
+SLOW_MODULES_FIRST = (  # longest first, and the ones that mostly wait (deadlines, servers) early, where the other
+    # workers' CPU covers their waits; the short CPU-bound ones fill the workers' tails
     "test_store_check.py", "test_secrets.py", "test_writer_lock.py", "test_api.py", "test_store_faults.py",
-    "test_embed.py", "test_eval.py", "test_ui_browser.py", "test_store_freshness.py", "test_service_limits.py",
-    "test_ui.py", "test_hostile_input.py", "test_api_replicas.py", "test_llm_grounding.py", "test_store_model.py",
-    "test_hostile_questions.py", "test_llm.py", "test_slack.py", "test_api_readme.py", "test_mixed_documents.py",
-    "test_documents_browser.py", "test_answerability.py", "test_slack_socket_mode.py", "test_api_collections.py",
+    "test_llm_grounding.py", "test_embed.py", "test_eval.py", "test_ui_browser.py", "test_store_freshness.py",
+    "test_service_limits.py", "test_llm.py", "test_slack.py", "test_slack_socket_mode.py", "test_ui.py",
+    "test_api_replicas.py", "test_api_readme.py", "test_api_collections.py", "test_hostile_input.py",
+    "test_store_model.py", "test_hostile_questions.py", "test_mixed_documents.py", "test_documents_browser.py",
+    "test_answerability.py",
 )
 SPREAD_MODULES = {"test_writer_lock.py", "test_store_model.py"}
 
