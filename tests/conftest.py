@@ -125,7 +125,7 @@ def load_gold(path: Path = GOLD) -> list[dict]:  # type: ignore[type-arg]
 
 
 
-# `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist): each module is one unit of work, run whole by
+# `make test` runs `pytest -n 3 --dist loadgroup` (pytest-xdist): each module is one unit of work, run whole by
 # one worker so its module-scoped servers, indexes and runs start once; the slow modules whose tests share
 # nothing but the per-worker session seed index are split test by test over the workers. The slow ones are
 # handed out first, so no worker ends with a long module alone. Order and placement only: every test still
