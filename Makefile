@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install index run test ask clean chromium bench quality stress constraints train synonyms llm-local run-llm test-llm typecheck
+.PHONY: install index run test ask clean chromium bench quality stress constraints train train-reader synonyms llm-local run-llm test-llm typecheck
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ test: install chromium
 # A rebuilt file has a new sha256 only if the data or features changed: update ARTIFACT_SHA256 in qa/answer/model.py.
 train: install
 	nice -n 10 $(BIN)/python -m qa.answer.train
+
+# The reader tried for issue 18 (not shipped; eval/README.md): qa/answer/reader.safetensors, not in git
+train-reader: install
+	nice -n 10 $(BIN)/python -m qa.answer.reader_train
 
 # qa/answer/data/synonyms.tsv from Princeton WordNet 3.0 (Debian's wordnet-base; qa itself needs neither at run time)
 synonyms: install
