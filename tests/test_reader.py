@@ -103,3 +103,19 @@ def test_a_long_sentence_is_cut_to_the_readers_window(built: tuple[Path, str, ob
     ((ids, segments),) = reader.tokens.pairs("When does the reading room reopen?", [long])
     assert len(ids) == len(segments) == max_tokens and ids[-1] == reader.tokens.sep
     assert np.isfinite(reader.logits("When does the reading room reopen?", [long])).all()
+
+
+def test_the_same_weights_give_the_same_file(built: tuple[Path, str, object, int, int]) -> None:
+    """safetensors writes its metadata in hash-map order; the artifact's bytes (and so its sha256) must not follow it."""
+    from qa.answer import reader_train
+
+    path, sha, upper, trained_from, _ = built
+    tensors, meta = read_artifact(path.read_bytes())
+    saved = reader_train.FROM
+    reader_train.FROM = trained_from
+    try:
+        again = {reader_train.artifact_bytes(upper, json.loads(meta["stack"]), json.loads(meta["meta"])) for _ in range(8)}
+    finally:
+        reader_train.FROM = saved
+    assert {hashlib.sha256(raw).hexdigest() for raw in again} == {sha}
+    assert np.array_equal(read_artifact(again.pop())[0]["head.weight"], tensors["head.weight"])

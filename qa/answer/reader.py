@@ -31,7 +31,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("reader.safetensors")
-ARTIFACT_SHA256 = "48cb68812cd6a5edcc199985294eecd43ecbecc1b2579c280acef90408cf2ee6"  # the measured run (bench/results/reader.json); not shipped
+ARTIFACT_SHA256 = "7adc9dcd2b4acd0515bf5674fc98816c09a6fe43af28674b33b46bc93ac1244b"  # the retry (bench/results/reader-retry.json); not shipped
 HIDDEN = 384
 HEADS = 12
 LAYERS = 6

@@ -363,8 +363,17 @@ def artifact_bytes(model: Any, stack: dict[str, Any], meta: dict[str, Any]) -> b
             tensors[f"layer.{FROM + li}.{short}"] = value.detach().to(torch.float16).contiguous()
     tensors["head.weight"] = model.head.weight.detach().to(torch.float16).contiguous()
     tensors["head.bias"] = model.head.bias.detach().to(torch.float16).reshape(1).contiguous()
-    out: bytes = save(dict(sorted(tensors.items())), metadata={"stack": json.dumps(stack, sort_keys=True), "meta": json.dumps(meta, sort_keys=True)})
-    return out
+    raw: bytes = save(dict(sorted(tensors.items())), metadata={"stack": json.dumps(stack, sort_keys=True), "meta": json.dumps(meta, sort_keys=True)})
+    return canonical(raw)
+
+
+def canonical(raw: bytes) -> bytes:
+    """The safetensors file with its JSON header's keys sorted: safetensors writes the metadata in hash-map order,
+    which changes from run to run, so the same weights gave a different file (and sha256) each time."""
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data stays 8-byte aligned, as safetensors writes it
+    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
 
 
 def main(argv: list[str] | None = None) -> int:
