@@ -5,7 +5,8 @@ through the network together (`[CLS] question [SEP] sentence [SEP]`, at most 128
 attention can compare them word by word, which the answerability features (`features.py`) only
 approximate. Layers 0-3 are the bundled weights unchanged; layers 4-5 and a linear head over the
 mean of the token vectors were trained on `squad2-train-19` (`make train-reader`,
-`qa/answer/reader_train.py`). The artifact `reader.safetensors` holds only what training changed
+`qa/answer/reader_train.py`). (The retry of session 6 trained all six layers, 96 word pieces; the
+artifact's metadata says which layers and how many word pieces, and this module follows it.) The artifact `reader.safetensors` holds only what training changed
 (layers 4-5 and the head, float16) plus, in its metadata, the stacked logistic regression that
 combines the reader's logit with the answerability model's and the abstention threshold; its
 sha256 is checked at load like the bundled model's.
