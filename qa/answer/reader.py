@@ -74,8 +74,11 @@ class PairTokens:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
-        self.cls = self.tokenizer.token_to_id("[CLS]")
-        self.sep = self.tokenizer.token_to_id("[SEP]")
+        cls, sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+        if cls is None or sep is None:
+            raise ConfigError(f"The tokenizer in {model_dir} has no [CLS] or [SEP] token; restore the bundled model from git.")
+        self.cls: int = cls
+        self.sep: int = sep
 
     def pairs(self, question: str, sentences: list[str]) -> list[tuple[list[int], list[int]]]:
         q = self.tokenizer.encode(question, add_special_tokens=False).ids[:MAX_QUESTION_TOKENS]
@@ -89,13 +92,15 @@ class PairTokens:
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     x = x - x.mean(-1, keepdims=True)
-    return x / np.sqrt((x * x).mean(-1, keepdims=True) + np.float32(eps)) * weight + bias
+    out: np.ndarray = x / np.sqrt((x * x).mean(-1, keepdims=True) + np.float32(eps)) * weight + bias
+    return out
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
+    from scipy.special import erf  # type: ignore[import-untyped]
 
-    return x * np.float32(0.5) * (np.float32(1.0) + erf(x * np.float32(1 / math.sqrt(2))).astype(np.float32))
+    out: np.ndarray = x * np.float32(0.5) * (np.float32(1.0) + erf(x * np.float32(1 / math.sqrt(2))).astype(np.float32))
+    return out
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,7 @@ def _one_blas_thread() -> Any:
     global _blas
     if _blas is None:
         try:
-            from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+            from threadpoolctl import ThreadpoolController
 
             _blas = ThreadpoolController()
         except ImportError:

@@ -323,7 +323,7 @@ def train(tensors: dict[str, np.ndarray], states: States, pairs: list[tuple[str,
             y = torch.tensor([float(pairs[i][2]) for i in b])
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x, mask), y, pos_weight=pos_weight)
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
             opt.step()
             sched.step()
