@@ -255,17 +255,23 @@ def docs_rm(source: str, collection: str | None) -> None:
         )
 
 
-def run() -> None:
-    """The `qa` program (pyproject's script): `main`, with the cyclic GC run less often than Python's default.
+def fewer_gc_passes() -> None:
+    """Run the cyclic GC less often than Python's default, for a process that imports the heavy libraries.
 
     A `qa` process creates hundreds of thousands of long-lived objects while it imports chromadb,
     gradio or llama-index, and at the default threshold (700 new objects) the collector walks them
     again and again: 0.5 s of gradio's 3 s import. At 10,000 it still collects every cycle, in
-    fewer, larger passes. A host that calls `main` itself keeps its own GC settings.
+    fewer, larger passes. (The test workers call it too.)
     """
     import gc
 
     gc.set_threshold(10_000, 10, 10)
+
+
+def run() -> None:
+    """The `qa` program (pyproject's script): `main` with `fewer_gc_passes`. A host that calls `main`
+    itself keeps its own GC settings."""
+    fewer_gc_passes()
     main()
 
 

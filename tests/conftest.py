@@ -9,7 +9,6 @@ fixtures see their module's choice, and the seed index is built once per session
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -31,10 +30,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
-# A worker imports chromadb, gradio, llama-index and torch and keeps what it builds for the session; the
-# cyclic GC at Python's default threshold walks all of that again and again. `qa` itself runs at the same
-# threshold (qa.cli.run).
-gc.set_threshold(10_000, 10, 10)
+from qa.cli import fewer_gc_passes  # noqa: E402 - after the environment above
+
+# A worker imports chromadb, gradio, llama-index and torch and keeps what it builds for the session: it runs
+# the cyclic GC as seldom as `qa` itself does.
+fewer_gc_passes()
 
 
 def _embed_model(node: pytest.Item | pytest.Collector) -> str:
@@ -118,6 +118,17 @@ def seed_engine(seed_data_dir: Path, tmp_path: Path):  # type: ignore[no-untyped
 def shared_seed_engine(_seed_indexes: dict[str, Any], tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     """One read-only engine per embedding model for the whole session (fast: model and index load once)."""
     return _seed_index(_seed_indexes, tmp_path_factory, _embed_model(request.node))[1]
+
+
+def engine_over_document(root: Path, name: str, text: str):  # type: ignore[no-untyped-def]
+    """An engine over one document `name` holding `text`, indexed in `root` (its own store and docs folder)."""
+    from qa import Engine, Settings
+
+    (root / "docs").mkdir()
+    (root / "docs" / name).write_text(text, encoding="utf-8")
+    engine = Engine(Settings(data_dir=root / ".qa", seeds_dir=root / "docs", _env_file=None))
+    engine.ingest(root / "docs")
+    return engine
 
 
 def load_gold(path: Path = GOLD) -> list[dict]:  # type: ignore[type-arg]

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qa import Engine, Settings
+from conftest import engine_over_document
+
+from qa import Engine
 
 pytestmark = pytest.mark.real_model  # the fitted score reads dense similarities: it is measured with the real model
 from qa.answer.model import ARTIFACT, ARTIFACT_SHA256, load_artifact
@@ -27,12 +29,7 @@ Staff get a 30% discount on bread and pastries. Uniforms are washed by the baker
 
 @pytest.fixture(scope="module")
 def bakery(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    root = tmp_path_factory.mktemp("bakery")
-    (root / "docs").mkdir()
-    (root / "docs" / "handbook.md").write_text(BAKERY, encoding="utf-8")
-    engine = Engine(Settings(data_dir=root / ".qa", seeds_dir=root / "docs", _env_file=None))
-    engine.ingest(root / "docs")
-    return engine
+    return engine_over_document(tmp_path_factory.mktemp("bakery"), "handbook.md", BAKERY)
 
 
 def test_an_answered_question_quotes_the_sentence_that_answers_it(bakery: Engine) -> None:

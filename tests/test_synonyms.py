@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from qa import Engine, Settings
+from conftest import engine_over_document
+
+from qa import Engine
 from qa.answer.features import FEATURES, Featurizer
 from qa.answer.lexicon import DATA, synonyms
 
@@ -26,12 +28,7 @@ Training starts at 7:00 on weekdays. Visitors may row on Saturdays with a member
 
 @pytest.fixture(scope="module")
 def club(tmp_path_factory: pytest.TempPathFactory) -> Engine:
-    root = tmp_path_factory.mktemp("club")
-    (root / "docs").mkdir()
-    (root / "docs" / "minutes.md").write_text(CLUB, encoding="utf-8")
-    engine = Engine(Settings(data_dir=root / ".qa", seeds_dir=root / "docs", _env_file=None))
-    engine.ingest(root / "docs")
-    return engine
+    return engine_over_document(tmp_path_factory.mktemp("club"), "minutes.md", CLUB)
 
 
 def _features(engine: Engine, question: str, needle: str) -> dict[str, float]:
