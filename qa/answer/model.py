@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "cc79af86c5677baa4c7ef221844ab175fa6ffa28bc95d76a75a7b78081fbdfab"
+ARTIFACT_SHA256 = "0a3bb1a028d1371d25a17464e837734e7a5bc048d8e4ba472999a3a6778cae79"
 
 
 @dataclass(frozen=True)
