@@ -183,7 +183,7 @@ def test_share_link_is_refused_without_a_login(seed_data_dir, monkeypatch) -> No
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_qa_chat_keeps_the_login_password_and_keys_out_of_its_log_and_pages(seed_data_dir, keyed_llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_qa_chat_serves_its_page_on_loopback_and_keeps_the_login_password_and_keys_out_of_its_log_and_pages(seed_data_dir, keyed_llm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from gradio_client import Client
 
     keyed_llm.reply("Mark Sedwill is Britain's national security adviser [1].")
@@ -200,6 +200,7 @@ def test_qa_chat_keeps_the_login_password_and_keys_out_of_its_log_and_pages(seed
             assert process.poll() is None and time.monotonic() < deadline, log.read_text(encoding="utf-8")[-3000:]
             time.sleep(0.2)  # polling for start-up, not waiting on an outcome
         pages = [requests.get(url, timeout=10), requests.get(url + "config", timeout=10)]
+        assert pages[0].status_code == 200 and "<!doctype html>" in pages[0].text.lower()  # the login page
         assert requests.post(url + "login", data={"username": "ada", "password": "wrong"}, timeout=10).status_code >= 400
         with pytest.raises(Exception):  # noqa: B017 - gradio_client raises its own error for a refused login
             Client(url, auth=("ada", "wrong"), verbose=False)
@@ -208,6 +209,7 @@ def test_qa_chat_keeps_the_login_password_and_keys_out_of_its_log_and_pages(seed
         assert answer["mode"] == "llm:fake-model" and "national security adviser" in answer["text"]
         assert keyed_llm.requests[-1].headers["Authorization"] == f"Bearer {LLM_KEY}"
         pages.append(requests.get(url + "config", cookies=client.cookies, timeout=10))
+        assert pages[-1].json()["title"] == "qa: answers from your documents"
     finally:
         process.terminate()
         process.wait(timeout=30)
