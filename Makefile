@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
+# Bytecode caches on: with PYTHONDONTWRITEBYTECODE set (some sandboxes set it), each of the ~90 Python processes
+# `make test` starts recompiled qa's modules and pytest re-rewrote every test module (~12 s of CPU in all)
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install index run test ask clean chromium bench quality stress constraints train synonyms llm-local run-llm test-llm typecheck
 
