@@ -48,15 +48,20 @@ def test_fast_encoders_match_sentence_transformers(runtime: str, reference: np.n
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
-def test_onnx_graph_is_built_once_and_reused_from_the_data_dir(tmp_path: Path) -> None:
-    first = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx")
-    before = first.embed(TEXTS[:3])
+def test_onnx_graph_is_built_once_and_reused_from_the_data_dir(built_graph: Path, tmp_path: Path) -> None:
+    # built_graph is a cache folder where a first encoder built the graph (into an empty folder)
+    [built] = built_graph.glob("minilm-*.onnx")
+    assert built.stat().st_size > 1_000_000
+    shutil.copytree(built_graph, tmp_path, dirs_exist_ok=True)
     [cached] = tmp_path.glob("minilm-*.onnx")
     built_at = cached.stat().st_mtime_ns
 
+    first = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx")
+    before = first.embed(TEXTS[:3])
     second = MiniLM(bundled_model_dir(), cache_dir=tmp_path, runtime="onnx")
     after = second.embed(TEXTS[:3])
-    assert cached.stat().st_mtime_ns == built_at
+    assert cached.stat().st_mtime_ns == built_at and list(tmp_path.glob("minilm-*.onnx")) == [cached]
+    assert first.backend == second.backend == "onnxruntime"
     assert (before * after).sum(axis=1).min() >= 0.99999
 
 
