@@ -45,7 +45,7 @@ def test_an_answered_question_quotes_the_sentence_that_answers_it(bakery: Engine
 
 def test_a_question_the_documents_do_not_cover_is_abstained_with_a_low_score(bakery: Engine) -> None:
     # A question about a topic the handbook never touches. A near miss about staff terms ("How many weeks of
-    # parental leave do employees get?") scores 0.0815, a hair over the threshold (0.0774, the highest that holds the
+    # parental leave do employees get?") scores 0.0815, over the threshold (0.0688, the highest that holds the
     # false-abstain ceiling on the written fitting set too), so it is answered: the score separates near misses only weakly.
     answer = bakery.ask("Who won the football World Cup in 1998?")
     assert answer.abstained and answer.citations == []

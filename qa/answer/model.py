@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "0a3bb1a028d1371d25a17464e837734e7a5bc048d8e4ba472999a3a6778cae79"
+ARTIFACT_SHA256 = "c85e5f534f2a4706f45276e57fcf48cae2b9c2422e3cf7a763adf4cbd2c59b70"
 
 
 @dataclass(frozen=True)
