@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,7 +52,26 @@ def served(engine: Engine, settings: Settings | None = None) -> Iterator[tuple[A
     try:
         yield app, url
     finally:
-        app.close(verbose=False)
+        close(app)
+
+
+def close(app: Any) -> None:
+    """`app.close()`, with the stop event set on the server's own loop first.
+
+    gradio's `close()` sets the asyncio Event its streaming handlers await from the calling thread; when a
+    handler adds its waiter at that moment, the server's loop and this thread change the waiters at once
+    ("RuntimeError: deque mutated during iteration", seen once in a loaded run). Set on its loop, the event
+    is already set when `close()` looks, and `close()` goes on to stop the server.
+    """
+    event = app.app.stop_event
+    loop = getattr(event, "_loop", None)  # asyncio binds an Event to its loop on the first wait
+    if loop is not None and loop.is_running():
+
+        async def stop() -> None:
+            event.set()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(timeout=10)
+    app.close(verbose=False)
 
 
 @contextmanager
