@@ -35,10 +35,11 @@ QUESTIONS = [
     "What is Mark Sedwill's job?",
     "Who is the UN Secretary General mentioned?",
     "What did Theresa May say about the expulsions?",
-    "Which countries expelled Russian diplomats?",
-    "What was the poisoned former spy's name?",
-    "When will the US consulate in St Petersburg close?",
-    "What did Boris Johnson say?",
+    # the rest from the dev half of eval/gold.jsonl (a benchmark's workload is no place for test items)
+    "Which US consulate did Moscow close?",
+    "Where did the poisoning of the former Russian agent take place?",
+    "In what year did Russia annex Crimea?",
+    "Why did Trump call Putin?",
 ]
 
 
