@@ -104,16 +104,17 @@ def test_two_browser_sessions_keep_separate_conversations(browser: Any, chat_pag
 
 def test_empty_and_over_long_messages_get_polite_replies(page: Any) -> None:
     page.locator("#qa-send").click()
-    reply = wait_for_answer(page, 0)
-    assert "type a question about the documents" in reply.inner_text()
+    reply = wait_for_answer(page, 0).inner_text()
+    assert "type a question about the documents" in reply, reply
     long_question = "Why? " * 450
     page.locator("#qa-question textarea").fill(long_question)
     page.locator("#qa-send").click()
-    reply = wait_for_answer(page, 1)
-    assert "too long" in reply.inner_text()
-    assert page.locator("#qa-question textarea").input_value() == long_question  # kept, to be shortened
+    reply = wait_for_answer(page, 1).inner_text()
+    assert "too long" in reply, reply
+    kept = page.locator("#qa-question textarea").input_value()
+    assert kept == long_question, kept[:200]  # kept, to be shortened
     answer = ask_in_page(page, "How many US diplomats will Russia expel?")  # the page still answers
-    assert "60" in answer.locator(".qa-text").inner_text()
+    assert "60" in answer.locator(".qa-text").inner_text(), answer.inner_text()
 
 
 def test_a_hostile_question_is_shown_as_text(page: Any) -> None:
