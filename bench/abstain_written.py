@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa.answer import train as T  # noqa: E402
 from qa.answer.features import FEATURES  # noqa: E402
+from qa.answer.model import Logistic  # noqa: E402
 
 FOLDS = 8
 
@@ -67,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"written: {len(wa)} questions ({int((~wa).sum())} unanswerable) on {len(names)} documents, {FOLDS} folds; "
           f"squad {len(sa)}, gold dev {len(ga)}", flush=True)
 
-    def scores(model: T.Logistic, x: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
-        return T.question_scores(model, x, q, n)
+    def fit(parts: list[tuple[np.ndarray, np.ndarray, float]]) -> Logistic:
+        """One model over the (rows, labels, weight) sets whose weight is above 0."""
+        parts = [(x, y, w) for x, y, w in parts if w > 0]
+        return T._fit(np.concatenate([x for x, _, _ in parts]), np.concatenate([y for _, y, _ in parts]),
+                      np.concatenate([np.full(len(y), w) for _, y, w in parts]), FEATURES)
 
     results: dict[str, Any] = {}
     methods: dict[str, tuple[float, float, float]] = {  # name: (SQuAD weight, gold-dev weight, written weight)
@@ -86,37 +90,32 @@ def main(argv: list[str] | None = None) -> int:
         thresholds = []
         for k in range(FOLDS):
             tr_r, te_q = r_fold != k, q_fold == k
-            parts = [(sx, sy, ws), (gx, gy, wg), (wx[tr_r], wy[tr_r], ww)]
-            parts = [(x, y, w) for x, y, w in parts if w > 0]
-            model = T._fit(np.concatenate([x for x, _, _ in parts]), np.concatenate([y for _, y, _ in parts]),
-                           np.concatenate([np.full(len(y), w) for _, y, w in parts]), FEATURES)
+            model = fit([(sx, sy, ws), (gx, gy, wg), (wx[tr_r], wy[tr_r], ww)])
             # the written questions of the other folds, renumbered 0..n-1, and this fold's
             tr_q = np.flatnonzero(~te_q)
             keep = np.isin(wq, tr_q)
             fit_sets = [
-                (scores(model, sx, sq, len(sa)), sa), (scores(model, gx, gq, len(ga)), ga),
-                (scores(model, wx[keep], np.searchsorted(tr_q, wq[keep]), len(tr_q)), wa[tr_q]),
+                (T.question_scores(model, sx, sq, len(sa)), sa), (T.question_scores(model, gx, gq, len(ga)), ga),
+                (T.question_scores(model, wx[keep], np.searchsorted(tr_q, wq[keep]), len(tr_q)), wa[tr_q]),
             ]
             t = T._threshold(fit_sets, 0.10)
             thresholds.append(t)
             te = np.flatnonzero(te_q)
             rows_te = np.isin(wq, te)
-            s = scores(model, wx[rows_te], np.searchsorted(te, wq[rows_te]), len(te))
+            s = T.question_scores(model, wx[rows_te], np.searchsorted(te, wq[rows_te]), len(te))
             held[te] = s
             far_n += int(((s < t) & wa[te]).sum())
             rec_n += int(((s < t) & ~wa[te]).sum())
-        full_parts = [(x, y, w) for x, y, w in [(sx, sy, ws), (gx, gy, wg), (wx, wy, ww)] if w > 0]
-        full = T._fit(np.concatenate([x for x, _, _ in full_parts]), np.concatenate([y for _, y, _ in full_parts]),
-                      np.concatenate([np.full(len(y), w) for _, y, w in full_parts]), FEATURES)
-        out = {
+        full = fit([(sx, sy, ws), (gx, gy, wg), (wx, wy, ww)])
+        out: dict[str, Any] = {
             "written_held_out_by_document": {
                 "auroc": round(T.auroc(held, wa) or 0.0, 4),
                 "false_abstain_rate": round(far_n / int(wa.sum()), 4),
                 "abstain_recall": round(rec_n / int((~wa).sum()), 4),
                 "fold_thresholds": [round(t, 4) for t in thresholds],
             },
-            "squad_in_sample_auroc": round(T.auroc(scores(full, sx, sq, len(sa)), sa) or 0.0, 4),
-            "gold_dev_in_sample_auroc": round(T.auroc(scores(full, gx, gq, len(ga)), ga) or 0.0, 4),
+            "squad_in_sample_auroc": round(T.auroc(T.question_scores(full, sx, sq, len(sa)), sa) or 0.0, 4),
+            "gold_dev_in_sample_auroc": round(T.auroc(T.question_scores(full, gx, gq, len(ga)), ga) or 0.0, 4),
         }
         results[name] = out
         h = out["written_held_out_by_document"]
