@@ -62,6 +62,35 @@ _MODELS: dict[str, tuple[str, int | None]] = {
 }
 
 
+def _mark_overrides_without_checking() -> None:
+    """Make `overrides.override` a plain marker in this process, before chromadb is imported.
+
+    chromadb decorates ~160 of its methods with it, and each one, as its class is defined, reads the
+    caller's bytecode for the base classes and compares the two signatures: ~0.14 s of CPU at every
+    start of every process that imports chromadb (every `qa` command but `--help`; 12 % of a `qa ask`).
+    The check can only fail on chromadb's own class hierarchy, which its release already passed; the
+    marker (`__override__`) is still set. Nothing else here uses `overrides`.
+    """
+    if "chromadb" in sys.modules:  # too late to matter
+        return
+    try:
+        import overrides
+    except ImportError:  # a chromadb that no longer uses it
+        return
+
+    def override(method: Any = None, **_options: Any) -> Any:
+        if method is None:  # @override(check_signature=...)
+            return override
+        with contextlib.suppress(AttributeError, TypeError):
+            method.__override__ = True
+        return method
+
+    overrides.override = overrides.overrides = override
+
+
+_mark_overrides_without_checking()
+
+
 def embedding_model(settings: Settings) -> tuple[str, int | None]:
     """The embedding model these settings embed with, as recorded in an index: name and dimension (None if unknown).
 
