@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from qa.errors import ConfigError, EmbeddingMismatchError, StoreBusyError, StoreError
+from qa.startup import skip_override_checks
 from qa.types import Chunk, Sentence
 
 if TYPE_CHECKING:
@@ -62,33 +63,7 @@ _MODELS: dict[str, tuple[str, int | None]] = {
 }
 
 
-def _mark_overrides_without_checking() -> None:
-    """Make `overrides.override` a plain marker in this process, before chromadb is imported.
-
-    chromadb decorates ~160 of its methods with it, and each one, as its class is defined, reads the
-    caller's bytecode for the base classes and compares the two signatures: ~0.14 s of CPU at every
-    start of every process that imports chromadb (every `qa` command but `--help`; 12 % of a `qa ask`).
-    The check can only fail on chromadb's own class hierarchy, which its release already passed; the
-    marker (`__override__`) is still set. Nothing else here uses `overrides`.
-    """
-    if "chromadb" in sys.modules:  # too late to matter
-        return
-    try:
-        import overrides
-    except ImportError:  # a chromadb that no longer uses it
-        return
-
-    def override(method: Any = None, **_options: Any) -> Any:
-        if method is None:  # @override(check_signature=...)
-            return override
-        with contextlib.suppress(AttributeError, TypeError):
-            method.__override__ = True
-        return method
-
-    overrides.override = overrides.overrides = override
-
-
-_mark_overrides_without_checking()
+skip_override_checks()  # before chromadb is imported: see qa/startup.py
 
 
 def embedding_model(settings: Settings) -> tuple[str, int | None]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from qa.errors import ConfigError, IndexMissingError, InputError, QAError, StoreBusyError, StoreError
+from qa.startup import skip_gradio_stub_rewrite
 from qa.ui_render import (
     CSS,
     HEAD,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from qa.types import Answer
 
 log = logging.getLogger(__name__)
+skip_gradio_stub_rewrite()  # before gradio is imported: see qa/startup.py
 
 # The same file types `qa ingest` reads (issue 15), under the same checks.
 UPLOAD_TYPES = (".txt", ".md", ".markdown", ".rst", ".pdf", ".docx", ".pptx", ".html", ".htm", ".csv", ".tsv")
