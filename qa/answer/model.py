@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "c85e5f534f2a4706f45276e57fcf48cae2b9c2422e3cf7a763adf4cbd2c59b70"
+ARTIFACT_SHA256 = "1c220f7f01bcad3574351a1fa146332169519e4b6f80e031897eefd551da27dd"
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,11 @@ class Logistic:
 
 @dataclass(frozen=True)
 class Artifact:
-    """What `make train` fitted: the sentence scorer, its abstention threshold, and the follow-up decision."""
+    """What `make train` fitted: the sentence scorer, its abstention threshold, the runner-up's floor, and the follow-up decision."""
 
     answer: Logistic
     threshold: float
+    second_floor: float
     follow_up: Logistic
     follow_up_threshold: float
     meta: dict[str, Any]
@@ -91,6 +92,7 @@ def load_artifact(path: Path = ARTIFACT, expected: str | None = None) -> Artifac
     artifact = Artifact(
         answer=Logistic.from_dict(data["answer"]),
         threshold=float(data["threshold"]),
+        second_floor=float(data["second_floor"]),
         follow_up=Logistic.from_dict(data["follow_up"]),
         follow_up_threshold=float(data["follow_up_threshold"]),
         meta=data.get("meta", {}),

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from qa.answer.extractive import SECOND_POOL
 from qa.answer.features import FEATURES, Featurizer
 from qa.answer.followup import FOLLOW_UP_FEATURES, follow_up_features
 from qa.answer.model import ARTIFACT, Logistic
@@ -42,6 +43,10 @@ SQUAD = PROJECT_ROOT.parent / "shared" / "benchmarks" / "squad2-train-19"
 GOLD_WEIGHT = 10.0  # 36 dev items beside 6,317 SQuAD questions: weighted to about a tenth of the questions
 FOLDS = 5
 C = 1.0
+# The runner-up sentence is quoted beside the best unless it scores under a floor: the highest floor that covers
+# at most this share fewer answerable fitting questions than quoting it always. Under the floor, a sentence of the
+# best one's passage among the best SECOND_POOL may follow it instead (it often completes it).
+SECOND_TOLERANCE = 0.005
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Rows:
     x: list[np.ndarray]
     y: list[int]
     question: list[int]
+    passage: list[int]  # the row's passage: its rank among the question's retrieved ones
     answerable: list[bool]
     group: list[str]
 
@@ -120,7 +126,7 @@ def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str],
     chunks = sorted(loaded.chunks, key=lambda c: (c.source, c.start, c.end, c.text))
     retriever = Retriever(cast(Store, _ExactDense(engine.store, chunks)), Corpus(chunks), engine.embedder)
     featurizer = Featurizer()
-    rows = Rows([], [], [], [], [])
+    rows = Rows([], [], [], [], [], [])
     started = time.perf_counter()
     for q, (item, group) in enumerate(zip(items, groups)):
         context = item.history[-1] if context_from_history and item.history else ""
@@ -130,6 +136,7 @@ def _rows(settings: Settings, corpus: Path, items: list[Any], groups: list[str],
             rows.x.append(cand.features)
             rows.y.append(_label(cand.text, item.answers, item.evidence) if item.answerable else 0)
             rows.question.append(q)
+            rows.passage.append(cand.chunk)
         rows.answerable.append(item.answerable)
         rows.group.append(group)
         if (q + 1) % 1000 == 0:
@@ -189,6 +196,59 @@ def _threshold(sets: list[tuple[np.ndarray, np.ndarray]], ceiling: float) -> flo
     return best
 
 
+@dataclass
+class TopThree:
+    """Per question, what the answerer would quote: the best sentence's score and whether it holds the answer (a
+    positive row); the runner-up's score and whether it does; whether the best of the next two that shares the
+    best sentence's passage (the fallback under the floor) does."""
+
+    best: np.ndarray
+    second: np.ndarray
+    best_right: np.ndarray
+    second_right: np.ndarray
+    fallback_right: np.ndarray
+    answerable: np.ndarray
+
+    @classmethod
+    def of(cls, scores: np.ndarray, y: np.ndarray, question: np.ndarray, passage: np.ndarray, answerable: np.ndarray) -> TopThree:
+        n = len(answerable)
+        best, second = np.full(n, -1.0), np.full(n, -1.0)
+        best_right, second_right, fallback_right = (np.zeros(n, dtype=bool) for _ in range(3))
+        best_passage, fallback_found = np.full(n, -1), np.zeros(n, dtype=bool)
+        rank = np.zeros(n, dtype=int)
+        # rows best first within each question, ties by row order (the answerer breaks them by position too)
+        for r in np.lexsort((np.arange(len(question)), -scores, question)).tolist():
+            q, k = question[r], rank[question[r]]
+            rank[q] += 1
+            if k == 0:
+                best[q], best_right[q], best_passage[q] = scores[r], bool(y[r]), passage[r]
+                continue
+            if k == 1:
+                second[q], second_right[q] = scores[r], bool(y[r])
+            if k <= SECOND_POOL - 1 and not fallback_found[q] and passage[r] == best_passage[q]:
+                fallback_found[q], fallback_right[q] = True, bool(y[r])
+        return cls(best, second, best_right, second_right, fallback_right, np.asarray(answerable, dtype=bool))
+
+    def coverage(self, threshold: float, floor: float) -> float:
+        """Share of answerable questions answered with the answer: the best sentence clears `threshold`, and it, or the
+        runner-up when that scores >= `floor`, or else the fallback, holds it."""
+        quoted_second = self.second >= floor
+        right = self.best_right | np.where(quoted_second, self.second_right, self.fallback_right)
+        return float((self.answerable & (self.best >= threshold) & right).sum() / max(int(self.answerable.sum()), 1))
+
+
+def _second_floor(sets: list[TopThree], threshold: float, tolerance: float) -> float:
+    """The highest floor for quoting the runner-up that covers at most `tolerance` fewer answerable questions than
+    quoting it always, on every set."""
+    always = [s.coverage(threshold, 0.0) for s in sets]
+    floors = np.unique(np.round(np.concatenate([s.second[s.second >= 0] for s in sets]), 4))
+    best = 0.0
+    for floor in floors.tolist():
+        if all(s.coverage(threshold, floor) >= full - tolerance for s, full in zip(sets, always)):
+            best = max(best, floor)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qa.answer.train", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ARTIFACT)
@@ -200,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow-ups", type=Path, default=PROJECT_ROOT / "eval" / "fit" / "follow_ups.jsonl")
     parser.add_argument("--fit-docs", type=Path, default=PROJECT_ROOT / "eval" / "fit", help="folder with gold.jsonl and docs/ written for fitting")
     parser.add_argument("--max-false-abstain", type=float, default=0.10)
+    parser.add_argument("--second-tolerance", type=float, default=SECOND_TOLERANCE)
     parser.add_argument("--limit", type=int, default=None, help="only the first N SQuAD questions (a quick check)")
     parser.add_argument("--cached", action="store_true", help="reuse the feature rows of the last run in --work (trying fitting options)")
     args = parser.parse_args(argv)
@@ -213,10 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     cache = args.work / "rows.npz"
-    if args.cached and cache.is_file():
+    if args.cached and cache.is_file() and "sp" in np.load(cache).files:
         saved = np.load(cache, allow_pickle=False)
-        squad = Rows(list(saved["sx"]), list(saved["sy"]), list(saved["sq"]), list(saved["sa"]), list(saved["sg"]))
-        gold = Rows(list(saved["gx"]), list(saved["gy"]), list(saved["gq"]), list(saved["ga"]), ["gold-dev"] * len(saved["ga"]))
+        squad = Rows(list(saved["sx"]), list(saved["sy"]), list(saved["sq"]), list(saved["sp"]), list(saved["sa"]), list(saved["sg"]))
+        gold = Rows(list(saved["gx"]), list(saved["gy"]), list(saved["gq"]), list(saved["gp"]), list(saved["ga"]), ["gold-dev"] * len(saved["ga"]))
     else:
         # OPENAI_API_KEY: the key's field is set by its env name (the name pydantic's mypy plugin knows)
         base = Settings(data_dir=args.work, llm_base_url=None, OPENAI_API_KEY=None)
@@ -235,8 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.work.mkdir(parents=True, exist_ok=True)
         np.savez(
-            cache, sx=np.array(squad.x), sy=np.array(squad.y), sq=np.array(squad.question), sa=np.array(squad.answerable),
-            sg=np.array(squad.group), gx=np.array(gold.x), gy=np.array(gold.y), gq=np.array(gold.question), ga=np.array(gold.answerable),
+            cache, sx=np.array(squad.x), sy=np.array(squad.y), sq=np.array(squad.question), sp=np.array(squad.passage),
+            sa=np.array(squad.answerable), sg=np.array(squad.group), gx=np.array(gold.x), gy=np.array(gold.y), gq=np.array(gold.question),
+            gp=np.array(gold.passage), ga=np.array(gold.answerable),
         )
     fit_items = load_gold(args.fit_docs / "gold.jsonl")
     log(f"questions written for fitting: {len(fit_items)}")
@@ -254,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     fold_of = {g: i % FOLDS for i, g in enumerate(groups)}
     q_fold = np.array([fold_of[g] for g in squad.group])
     oof = np.zeros(len(squad.answerable))
+    oof_rows = np.zeros(len(sy))
     for fold in range(FOLDS):
         train_rows = q_fold[sq] != fold
         x = np.concatenate([sx[train_rows], gx])
@@ -264,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = np.isin(sq, held)
         scores = question_scores(model, sx[rows], np.searchsorted(held, sq[rows]), len(held))
         oof[held] = scores
+        oof_rows[rows] = model.predict(sx[rows])
     model = _fit(np.concatenate([sx, gx]), np.concatenate([sy, gy]), np.concatenate([np.ones(len(sy)), np.full(len(gy), GOLD_WEIGHT)]), FEATURES)
     gold_scores = question_scores(model, gx, gq, len(g_ans))
     # The questions written for fitting are not in the weights: adding them to the fit (weighted like the gold
@@ -276,6 +340,17 @@ def main(argv: list[str] | None = None) -> int:
     s_far, s_rec = _rates(oof, s_ans, threshold)
     g_far, g_rec = _rates(gold_scores, g_ans, threshold)
     w_far, w_rec = _rates(w_scores, w_ans, threshold)
+    wx, wy, wq = np.array(written.x), np.array(written.y), np.array(written.question)
+    sp, gp, wp = np.array(squad.passage), np.array(gold.passage), np.array(written.passage)
+    top_three = [
+        TopThree.of(oof_rows, sy, sq, sp, s_ans), TopThree.of(model.predict(gx), gy, gq, gp, g_ans), TopThree.of(model.predict(wx), wy, wq, wp, w_ans),
+    ]
+    second_floor = _second_floor(top_three, threshold, args.second_tolerance)
+    coverage = [
+        {"same_passage_only": round(t.coverage(threshold, math.inf), 4), "with_runner_up": round(t.coverage(threshold, second_floor), 4),
+         "runner_up_always": round(t.coverage(threshold, 0.0), 4)}
+        for t in top_three
+    ]
 
     pairs = [json.loads(line) for line in args.follow_ups.read_text(encoding="utf-8").splitlines() if line.strip()]
     fx = np.array([follow_up_features(p["question"], p["previous"]) for p in pairs])
@@ -303,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "gold_dev_in_sample": {"auroc": round(auroc(gold_scores, g_ans) or 0.0, 4), "false_abstain_rate": round(g_far, 4), "abstain_recall": round(g_rec, 4)},
             "written_for_fitting": {"auroc": round(auroc(w_scores, w_ans) or 0.0, 4), "false_abstain_rate": round(w_far, 4), "abstain_recall": round(w_rec, 4)},
+            "answer_coverage_squad_gold_dev_written": coverage,
             "follow_up_leave_one_out_accuracy": round(float(np.mean(loo)), 4),
         },
         "licence": "CC BY-SA 4.0: fitted on SQuAD 2.0 (Rajpurkar, Jia and Liang 2018) questions over Wikipedia excerpts",
@@ -311,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     artifact = {
         "answer": model.to_dict(),
         "threshold": threshold,
+        "second_floor": second_floor,
+        "second_tolerance": args.second_tolerance,
         "follow_up": follow_up.to_dict(),
         "follow_up_threshold": 0.5,
         "max_false_abstain": args.max_false_abstain,
@@ -321,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     digest = hashlib.sha256(text.encode()).hexdigest()
     done = time.perf_counter()
     log(json.dumps(meta["validation"], indent=1))
-    log(f"threshold {threshold}; features {features_done - started:.0f} s, fitting {done - features_done:.0f} s, total {done - started:.0f} s")
+    log(f"threshold {threshold}, runner-up floor {second_floor}; features {features_done - started:.0f} s, fitting {done - features_done:.0f} s, total {done - started:.0f} s")
     log(f"wrote {args.out} ({len(text.encode()):,} bytes), sha256 {digest}")
     print(digest)
     return 0
