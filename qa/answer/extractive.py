@@ -25,6 +25,7 @@ from qa.types import Answer, Citation
 # few: it often completes the first.
 SECOND_POOL = 3
 
+
 @dataclass
 class Ranked:
     """Candidates best first, and the question-level answerability score (the best candidate's)."""

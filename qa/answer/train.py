@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     cache = args.work / "rows.npz"
-    if args.cached and cache.is_file() and "sp" in np.load(cache).files:
-        saved = np.load(cache, allow_pickle=False)
+    saved = np.load(cache, allow_pickle=False) if args.cached and cache.is_file() else None
+    if saved is not None and "sp" in saved.files:  # a cache from before the rows kept their passage is rebuilt
         squad = Rows(list(saved["sx"]), list(saved["sy"]), list(saved["sq"]), list(saved["sp"]), list(saved["sa"]), list(saved["sg"]))
         gold = Rows(list(saved["gx"]), list(saved["gy"]), list(saved["gq"]), list(saved["gp"]), list(saved["ga"]), ["gold-dev"] * len(saved["ga"]))
     else:
