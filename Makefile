@@ -11,7 +11,7 @@ export ANONYMIZED_TELEMETRY := False
 # `make test` starts recompiled qa's modules and pytest re-rewrote every test module (~12 s of CPU in all)
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install index run test ask clean chromium bench quality stress constraints train synonyms llm-local run-llm test-llm typecheck
+.PHONY: install index run test ask clean chromium bench quality stress constraints train synonyms measures llm-local run-llm test-llm typecheck
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ train: install
 synonyms: install
 	test -f /usr/share/wordnet/index.noun || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wordnet-base)
 	$(BIN)/python bench/build_synonyms.py
+
+# qa/answer/data/measures.tsv (units, words asking for money, periods) from Princeton WordNet 3.0, the same way
+measures: install
+	test -f /usr/share/wordnet/index.noun || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wordnet-base)
+	$(BIN)/python bench/build_measures.py
 
 # Every test set, ours beside the dense top-1 baseline of the same run (~5 min; not part of `make test`)
 SQUAD := ../shared/benchmarks/squad2-dev-8

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qa.answer.lexicon import Lexicon, lexicon, synonyms
-from qa.answer.qtype import STRICT_KINDS, has_answer_type, question_type
+from qa.answer.lexicon import Lexicon, lexicon, measures, synonyms
+from qa.answer.qtype import STRICT_KINDS, has_answer_type, measures_asked, question_type
 from qa.terms import TermStats, WordStemmer, idf, stemmer
 from qa.text import STOPWORDS
 
@@ -55,6 +55,8 @@ FEATURES = (
     "percent_missing",  # the question asks for a percentage; the sentence gives none
     "coverage_synonym",  # coverage, a question term also counting when the sentence has a WordNet synonym of it
     "coverage_window_synonym",  # ... in the sentence and its neighbours
+    "measure_missing",  # the question asks for an amount of money or in a unit ("how many days"); the sentence states none
+    "period_conflict",  # the question asks for a rate per day/week/month/year; the sentence gives it per another period only
 )
 
 _COUNTED = re.compile(r"\bhow (?:many|much)\s+(?:of\s+the\s+)?((?:[\w’'\-]+\s*){1,3})", re.IGNORECASE)
@@ -94,6 +96,8 @@ class QuestionView:
     calendar: bool = False
     percent: bool = False
     alternatives: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)  # term key -> its synonyms' stems
+    measures: frozenset[str] = frozenset()  # the kinds of amount asked for (qa.answer.qtype.measures_asked)
+    periods: frozenset[str] = frozenset()  # the periods a rate is asked per
 
 
 @dataclass
@@ -163,6 +167,8 @@ class Featurizer:
             words=frozenset(w.lower() for w in raw),
             max_idf=max_idf,
             alternatives=alternatives,
+            measures=measures_asked(question),
+            periods=measures().periods_in(question),
         )
 
     def _alternatives(self, tokens: list[str], weights: dict[str, float]) -> dict[str, tuple[tuple[str, ...], ...]]:
@@ -275,6 +281,8 @@ class Featurizer:
                         float(q.percent and _PERCENT_GIVEN.search(text) is None),
                         cover_synonym(keys),
                         cover_synonym(window),
+                        float(bool(q.measures) and not any(measures().states(kind, text) for kind in q.measures)),
+                        float(bool(q.periods) and bool(given := measures().periods_in(text)) and not q.periods & given),
                     ],
                 )
             )

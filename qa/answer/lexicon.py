@@ -4,7 +4,10 @@
 - number names (`data/number_words.tsv`): "sixty" and "60" are one key;
 - month and weekday names (Python's `calendar`, English names in the C locale);
 - negators and negative verbs (`data/negation.txt`): "denied" says something is not so;
-- synonyms (`data/synonyms.tsv`, from Princeton WordNet 3.0 by `make synonyms`): "expel" and "kick out".
+- synonyms (`data/synonyms.tsv`, from Princeton WordNet 3.0 by `make synonyms`): "expel" and "kick out";
+- measures (`data/measures.tsv`, from WordNet 3.0 by `make measures`): units of money, time, memory, length,
+  mass and power, the words that ask for money ("fee", "cost"), and the periods a rate is given per ("monthly");
+  currency symbols are Unicode's (category Sc).
 """
 
 from __future__ import annotations
@@ -163,3 +166,60 @@ class Synonyms(Mapping[str, tuple[tuple[str, ...], ...]]):
 def synonyms() -> Synonyms:
     """The synonym table of `data/synonyms.tsv`, read both ways (see `Synonyms`)."""
     return Synonyms(_rows("synonyms.tsv"))
+
+
+@dataclass(frozen=True)
+class Measures:
+    """Amounts: for each kind, a pattern for a number with one of its units; the stems of words asking for money;
+    for each period, a pattern for a rate given per it ("per month", "a month", "monthly")."""
+
+    amount: dict[str, tuple[re.Pattern[str], ...]]
+    asks_money: frozenset[str]
+    periods: dict[str, re.Pattern[str]]
+
+    def states(self, kind: str, text: str) -> bool:
+        """Does `text` state an amount of this kind ("100 GB", "£45", "free")?"""
+        return any(p.search(text) for p in self.amount.get(kind, ()))
+
+    def unit_kind(self, word: str) -> str | None:
+        """The kind of measure `word` is a unit of ("days": time), if any."""
+        return next((kind for kind in self.amount if kind != "money" and self.states(kind, "1 " + word)), None)
+
+    def periods_in(self, text: str) -> frozenset[str]:
+        """The periods `text` gives a rate per."""
+        return frozenset(period for period, pattern in self.periods.items() if pattern.search(text))
+
+
+@functools.lru_cache(maxsize=1)
+def measures() -> Measures:
+    from qa.terms import stemmer as make_stemmer
+
+    stem = make_stemmer().stemWord
+    numbers = "|".join(sorted((re.escape(w) for w, _ in _rows("number_words.tsv")), key=len, reverse=True))
+    quantity = rf"(?<![\w.])(?:\d[\d,]*(?:\.\d+)?|{numbers}|a|an|half)[\s-]?"
+    symbols = "".join(chr(i) for i in range(0x10000) if unicodedata.category(chr(i)) == "Sc")
+    amount: dict[str, tuple[re.Pattern[str], ...]] = {}
+    asks: frozenset[str] = frozenset()
+    gives: list[str] = []
+    periods: dict[str, re.Pattern[str]] = {}
+    for section, kind, words in _rows("measures.tsv"):
+        listed = words.split("|")
+        if section == "unit":
+            # abbreviations as written ("GB", "W", "kg"); words in any case, plural too ("Days", "minutes")
+            short = [w for w in sorted(listed, key=len, reverse=True) if len(w) <= 2 or not w.isalpha() or w != w.lower()]
+            exact = "|".join(re.escape(w) for w in short)
+            words_ = "|".join(re.escape(w) for w in sorted(listed, key=len, reverse=True) if w not in short)
+            patterns = [re.compile(rf"{quantity}(?:{exact})(?![\w])", re.UNICODE)] if exact else []
+            # one word may stand between ("10 working days")
+            patterns += [re.compile(rf"(?i:{quantity}(?:[a-z]+[\s-])?(?:{words_})(?:s|es)?)(?![\w])")] if words_ else []
+            amount[kind] = tuple(patterns)
+        elif section == "asks" and kind == "money":
+            asks = frozenset(stem(w) for w in listed)
+        elif section == "gives" and kind == "money":
+            gives = listed
+        elif section == "period":
+            adjectives = "".join("|" + re.escape(w) for w in listed if w != kind)  # "monthly"; the noun only after "per"
+            periods[kind] = re.compile(rf"\b(?:(?:per|a|an|each|every)\s+(?:\w+\s+)?{re.escape(kind)}{adjectives})\b", re.IGNORECASE)
+    money = [rf"[{re.escape(symbols)}]\s?\d|\d\s?[{re.escape(symbols)}]"] + ([rf"(?i:\b(?:{'|'.join(map(re.escape, gives))})\b)"] if gives else [])
+    amount["money"] = amount.get("money", ()) + tuple(re.compile(p) for p in money)
+    return Measures(amount=amount, asks_money=asks, periods=periods)

@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "1c220f7f01bcad3574351a1fa146332169519e4b6f80e031897eefd551da27dd"
+ARTIFACT_SHA256 = "5147f5a2072aab3667b8553bd5829819cef9feb52d0730c4607f61fe55342ce5"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 
-from qa.answer.lexicon import lexicon
+from qa.answer.lexicon import lexicon, measures
+from qa.terms import stemmer
 
 _MONTHS = r"(?:January|February|March|April|May|June|July|August|September|October|November|December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
 _DAYS = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)"
@@ -121,3 +123,32 @@ def has_answer_type(kind: str, sentence: str, question_words: set[str]) -> bool:
 def _not_a_name(word: str) -> bool:
     lex = lexicon()
     return lex.is_month_or_day(word) or lex.country_word.get(word.lower().strip("’'.,")) is not None
+
+
+_HOW_MANY = re.compile(r"\bhow (?:many|much)\s+([^\W\d_]+)", re.IGNORECASE)
+_HOW_MUCH = re.compile(r"\bhow much\b", re.IGNORECASE)
+_WHAT = re.compile(r"\b(?:what|which)(?:['’]s)?\b((?:\W+[^\W\d_]+){1,4})", re.IGNORECASE)
+
+
+def measures_asked(question: str) -> frozenset[str]:
+    """The kind of amount a question asks for: "how many days" time, "how much storage" nothing known, "what fee" or
+    "how much does it cost" money (`qa/answer/data/measures.tsv`)."""
+    known = measures()
+    counted = _HOW_MANY.search(question)
+    if counted:
+        kind = known.unit_kind(counted.group(1))
+        if kind:
+            return frozenset({kind})
+    stem = _stem()
+    words = re.findall(r"[^\W\d_]+", question)
+    if _HOW_MUCH.search(question) and any(stem(w.lower()) in known.asks_money for w in words):
+        return frozenset({"money"})
+    head = _WHAT.search(question)  # "what fee ...", "what's the monthly rent ...": the money word soon after
+    if head and any(stem(w.lower()) in known.asks_money for w in re.findall(r"[^\W\d_]+", head.group(1))):
+        return frozenset({"money"})
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def _stem() -> Callable[[str], str]:
+    return stemmer().stemWord
