@@ -1,5 +1,6 @@
-"""Amounts in the answerer's answer-type features: a question asking for a price, a number of days or a monthly
-rate is matched against what a sentence states, from word lists derived from WordNet (`make measures`)."""
+"""What the answerer's features read in a question: the amount it asks for (a price, a number of days, a monthly rate,
+matched against what a sentence states, from word lists derived from WordNet by `make measures`), and which of its
+words are terms, names and numbers at all."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import pytest
 from conftest import engine_over_document
 
 from qa import Engine
-from qa.answer.features import FEATURES, Featurizer
+from qa.answer.features import FEATURES, Featurizer, QuestionView
 from qa.answer.lexicon import DATA, measures
 from qa.answer.qtype import measures_asked
+from qa.terms import TermStats
 
 BUILD = Path(__file__).resolve().parents[1] / "bench" / "build_measures.py"
 
@@ -113,3 +115,21 @@ def test_make_measures_without_wordnet_says_how_to_install_it(tmp_path: Path) ->
     )
     assert result.returncode == 2 and "apt-get install -y wordnet-base" in result.stderr
     assert not (tmp_path / "m.tsv").exists()
+
+
+def _view(question: str) -> QuestionView:
+    return Featurizer().question(question, "", TermStats(100))
+
+
+def test_contractions_of_stop_words_are_not_terms_the_answer_must_contain() -> None:
+    # "I'm" and "there's" used to count as capitalised names or content terms no sentence repeats
+    plain, contracted = _view("can I pause my membership while travelling"), _view("can I pause my membership while I'm travelling")
+    assert contracted.weights == plain.weights and contracted.entities == plain.entities == frozenset()
+    assert _view("there's a fee for late returns?").weights.keys() == {"fee", "late", "return"}
+
+
+def test_one_as_a_pronoun_is_not_a_number_the_question_states() -> None:
+    assert _view("who is the owner of that one").numbers == frozenset()
+    assert _view("who is the owner of that one").entities == frozenset()
+    assert _view("how many desks are on floor 3").numbers == {"num:3"}  # a number as digits still counts
+    assert "country:us" in _view("can I work from the US for a month").entities  # "US" is no pronoun

@@ -66,6 +66,18 @@ _PERCENT_GIVEN = re.compile(r"%|\bper ?cent\b|\bhalf\b|\bthird\b|\bquarter\b", r
 
 _NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing", "nobody", "nowhere", "without"})
 _NEAR = 1  # sentences either side that make a sentence's window
+_CONTRACTION = re.compile(r"(?:n?'t|'(?:m|s|re|ve|d|ll))$")
+
+
+def _function_word(original: str, key: str) -> bool:
+    """A stop word as the question writes it, though the lexicon gave it a key of its own: "one" and "once" (read as
+    numbers: "that one", "once I join") and contractions of stop words ("I'm", "there's", "don't", "can't")."""
+    if key.startswith("country:"):
+        return False  # "US" is a country, "us" a pronoun
+    low = original.lower()
+    if low in STOPWORDS:
+        return True
+    return _CONTRACTION.search(low) is not None and (_CONTRACTION.sub("", low) in STOPWORDS or low.rsplit("'", 1)[0] in STOPWORDS)
 
 
 def _key(token: str, stem: dict[str, str], stemmer: WordStemmer) -> str:
@@ -131,8 +143,8 @@ class Featurizer:
         max_idf = stats.max_idf
         weights: dict[str, float] = {}
         for text, factor in ((question, 1.0), (context, 0.5)):
-            for token in self.lex.tokens(text):
-                if token in STOPWORDS:
+            for original, token in self.lex.pairs(text):
+                if token in STOPWORDS or _function_word(original, token):
                     continue
                 key = _key(token, self._stems, self._stemmer)
                 df = stats.df(key) if ":" not in key else max(stats.df(token.split(":")[1]), n // 100)
@@ -141,11 +153,11 @@ class Featurizer:
         raw = [key for _, key in pairs]
         entities = set()
         for i, (original, token) in enumerate(pairs):
-            if token in STOPWORDS:
+            if token in STOPWORDS or _function_word(original, token):
                 continue
             if ":" in token or (original[:1].isupper() and i > 0):
                 entities.add(_key(token, self._stems, self._stemmer))
-        numbers = frozenset(t for t in raw if t.startswith("num:"))
+        numbers = frozenset(t for o, t in pairs if t.startswith("num:") and not _function_word(o, t))
         negated = any(t in _NEGATORS or t.endswith("n't") for t in raw)
         alternatives = self._alternatives(raw, weights)
         counted = _COUNTED.search(question)

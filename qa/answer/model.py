@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "5147f5a2072aab3667b8553bd5829819cef9feb52d0730c4607f61fe55342ce5"
+ARTIFACT_SHA256 = "2ef2635995226baceb55bd0c2bc4c77f092a5d98df6d679375c8f128fe6f6fa9"
 
 
 @dataclass(frozen=True)
