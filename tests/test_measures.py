@@ -133,3 +133,22 @@ def test_one_as_a_pronoun_is_not_a_number_the_question_states() -> None:
     assert _view("who is the owner of that one").entities == frozenset()
     assert _view("how many desks are on floor 3").numbers == {"num:3"}  # a number as digits still counts
     assert "country:us" in _view("can I work from the US for a month").entities  # "US" is no pronoun
+
+
+SHIPPING = """# Returns
+
+Customers outside the UK pay for return postage themselves. Parcels to Ireland are sent by courier.
+
+Returns are accepted within 30 days of delivery.
+"""
+
+
+@pytest.fixture(scope="module")
+def shipping(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return engine_over_document(tmp_path_factory.mktemp("shipping"), "returns.md", SHIPPING)
+
+
+def test_a_country_named_as_excluded_does_not_conflict_with_the_one_asked_about(shipping: Engine) -> None:
+    rows = _rows(shipping, "I live in France, who pays the postage to send an order back?")
+    assert _row(rows, "outside the UK")["country_conflict"] == 0.0  # France is outside the UK: no other place named
+    assert _row(rows, "to Ireland")["country_conflict"] == 1.0  # Ireland is another place than France

@@ -49,7 +49,7 @@ FEATURES = (
     "best_coverage",  # the best coverage of any candidate
     "best_dense",  # the best dense similarity of any candidate
     "dense_x_coverage",
-    "country_conflict",  # the question names a country the window lacks, and the sentence names another
+    "country_conflict",  # the question names a country the window lacks, and the sentence names another ("outside X" names none)
     "count_noun_missing",  # "how many/much NOUN": the window lacks the noun
     "calendar_missing",  # the question asks for a date or year; the sentence has no month or number
     "percent_missing",  # the question asks for a percentage; the sentence gives none
@@ -66,6 +66,7 @@ _PERCENT_GIVEN = re.compile(r"%|\bper ?cent\b|\bhalf\b|\bthird\b|\bquarter\b", r
 
 _NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing", "nobody", "nowhere", "without"})
 _NEAR = 1  # sentences either side that make a sentence's window
+_EXCLUDING = frozenset({"outside", "except", "excluding", "beyond", "than", "non"})  # "outside the UK" names no place
 _CONTRACTION = re.compile(r"(?:n?'t|'(?:m|s|re|ve|d|ll))$")
 
 
@@ -183,6 +184,14 @@ class Featurizer:
             periods=measures().periods_in(question),
         )
 
+    def _countries_named(self, text: str) -> frozenset[str]:
+        """Country keys a sentence names as where something is so: "outside the UK" or "except France" name none."""
+        pairs = self.lex.pairs(text)
+        return frozenset(
+            k for i, (_, k) in enumerate(pairs)
+            if k.startswith("country:") and not any(w.lower() in _EXCLUDING for w, _ in pairs[max(0, i - 2) : i])
+        )
+
     def _alternatives(self, tokens: list[str], weights: dict[str, float]) -> dict[str, tuple[tuple[str, ...], ...]]:
         """Each question term's synonyms (as stems), from the word itself and from two-word terms it starts or ends
         ("kicking out" -> "expel", credited to "kick")."""
@@ -287,7 +296,7 @@ class Featurizer:
                         0.0,
                         best_dense,
                         s.dense * coverage,
-                        float(bool(q.countries - window) and any(k.startswith("country:") and k not in q.countries for k in keys)),
+                        float(bool(q.countries - window) and bool(self._countries_named(text) - q.countries)),
                         float(q.counted is not None and q.counted not in window),
                         float(q.calendar and not any(k.startswith(("month:", "num:")) for k in keys)),
                         float(q.percent and _PERCENT_GIVEN.search(text) is None),

@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "2ef2635995226baceb55bd0c2bc4c77f092a5d98df6d679375c8f128fe6f6fa9"
+ARTIFACT_SHA256 = "1210d1a246156810573628f89f866d4785827ce836433652ee6195c4b6c742ab"
 
 
 @dataclass(frozen=True)
