@@ -63,6 +63,7 @@ def test_the_shipped_measures_state_their_source_and_licence() -> None:
         ("money", "The deposit is 200 euros.", True),
         ("money", "Tea and coffee are free.", True),
         ("money", "Parking is allocated by the facilities team.", False),
+        ("money", "Late payments carry interest at 4% above base rate.", True),  # a share of a sum
         ("memory", "Every account includes 15 GB of storage.", True),
         ("memory", "Every account includes storage for photos.", False),
         ("time", "Refunds arrive within 5 working days.", True),
@@ -90,6 +91,8 @@ def test_periods_are_named_per_day_week_month_or_year() -> None:
     assert known.periods_in("billed weekly, or £2 a day") == {"week", "day"}
     assert known.periods_in("open every day but one") == {"day"}
     assert known.periods_in("the day of the meeting") == frozenset()  # a day, not a rate per day
+    assert known.periods_in("£9 a month, or 3 days a week") == {"month", "week"}
+    assert known.periods_in("you may work abroad for a month") == frozenset()  # how long, not how often
 
 
 def test_a_price_question_marks_the_sentences_that_state_no_price(pool: Engine) -> None:
@@ -152,3 +155,28 @@ def test_a_country_named_as_excluded_does_not_conflict_with_the_one_asked_about(
     rows = _rows(shipping, "I live in France, who pays the postage to send an order back?")
     assert _row(rows, "outside the UK")["country_conflict"] == 0.0  # France is outside the UK: no other place named
     assert _row(rows, "to Ireland")["country_conflict"] == 1.0  # Ireland is another place than France
+
+
+SCHOOL = """# Autumn newsletter
+
+The school day ends at 15:20 for Reception to Year 2 and at 15:25 for Years 3 to 6.
+
+Members of the Parents and Staff Association meet on the first Monday of each month in the library.
+"""
+
+
+@pytest.fixture(scope="module")
+def school(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    return engine_over_document(tmp_path_factory.mktemp("school"), "newsletter.md", SCHOOL)
+
+
+def test_a_number_inside_a_range_the_sentence_gives_counts_as_repeated(school: Engine) -> None:
+    assert _row(_rows(school, "what time does school finish for year 4"), "Years 3 to 6")["numbers_repeated"] == 1.0
+    assert _row(_rows(school, "what time does school finish for year 9"), "Years 3 to 6")["numbers_repeated"] == 0.0
+
+
+def test_an_acronym_is_found_in_the_name_it_abbreviates(school: Engine) -> None:
+    row = _row(_rows(school, "when does the PSA meet"), "Parents and Staff Association")
+    assert row["entity_unseen"] == 0.0 and row["entity_coverage"] == 1.0
+    other = _row(_rows(school, "when does the PTA meet"), "Parents and Staff Association")
+    assert other["entity_unseen"] == 1.0

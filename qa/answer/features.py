@@ -41,7 +41,7 @@ FEATURES = (
     "typed_strict",  # typed, for a question that wants a name, number, date or place
     "strict_kind",  # the question wants a name, number, date or place
     "novelty",  # share of the sentence's terms the question doesn't have
-    "numbers_repeated",  # share of the question's numbers the sentence states (1 when it has none)
+    "numbers_repeated",  # share of the question's numbers the sentence states or holds in a range (1 when it has none)
     "negation_missing",  # the question asks what is not so; the sentence negates nothing
     "negation_both",  # both negate
     "length",  # log word count
@@ -68,6 +68,33 @@ _NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing"
 _NEAR = 1  # sentences either side that make a sentence's window
 _EXCLUDING = frozenset({"outside", "except", "excluding", "beyond", "than", "non"})  # "outside the UK" names no place
 _CONTRACTION = re.compile(r"(?:n?'t|'(?:m|s|re|ve|d|ll))$")
+
+
+_RANGE = re.compile(r"(?:([^\W\d_]+)\s+)?(\d+)\s*(?:-|–|to)\s*(?:([^\W\d_]+)\s+)?(\d+)\b", re.IGNORECASE)
+_NAME_RUN = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:(?:of|and|for|the)\s+)*[A-Z][a-z]+)+")
+_LINKS = frozenset({"of", "and", "for", "the"})
+
+
+def _in_ranges(numbers: frozenset[str], text: str) -> frozenset[str]:
+    """The question's numbers that fall in a range the sentence gives ("Years 3 to 6" and "year 3 to year 10" hold 4)."""
+    found = set()
+    for m in _RANGE.finditer(text):
+        before, low, again, high = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
+        if again and (not before or again.lower().rstrip("s") != before.lower().rstrip("s")):
+            continue  # "year 3 to year 10", not "Year 2 to 15:25"
+        if low < high:
+            found |= {n for n in numbers if n[4:].isdigit() and low <= int(n[4:]) <= high}
+    return frozenset(found)
+
+
+def _initials(text: str) -> frozenset[str]:
+    """Acronyms of the sentence's multi-word names: "Members of the Northern Freight Association" also says "nfa"
+    (and "mnfa"): the initials of every run of two or more capitalised words, linking words left out."""
+    found = set()
+    for m in _NAME_RUN.finditer(text):
+        heads = [w[0].lower() for w in m.group().split() if w.lower() not in _LINKS]
+        found |= {"".join(heads[i:j]) for i in range(len(heads)) for j in range(i + 2, len(heads) + 1)}
+    return frozenset(found)
 
 
 def _function_word(original: str, key: str) -> bool:
@@ -230,7 +257,7 @@ class Featurizer:
                 tokens = self.lex.tokens(text)
                 texts[(ci, si)] = text
                 sentence_tokens[(ci, si)] = tokens
-                sentence_keys[(ci, si)] = frozenset(_key(t, self._stems, self._stemmer) for t in tokens if t not in STOPWORDS)
+                sentence_keys[(ci, si)] = frozenset(_key(t, self._stems, self._stemmer) for t in tokens if t not in STOPWORDS) | _initials(text)
         chunk_keys = {ci: frozenset().union(*(v for (c, _), v in sentence_keys.items() if c == ci)) | title_keys[ci] for ci in chunk_pos}
         everywhere = frozenset().union(*chunk_keys.values())
         unseen = sum(w for t, w in q.weights.items() if t not in everywhere) / total
@@ -263,7 +290,7 @@ class Featurizer:
             text = texts[(ci, si)]
             typed = float(has_answer_type(q.kind, text, set(q.words)))
             strict = float(q.kind in STRICT_KINDS)
-            numbers = len(q.numbers & keys) / len(q.numbers) if q.numbers else 1.0
+            numbers = len(q.numbers & (keys | _in_ranges(q.numbers, text))) / len(q.numbers) if q.numbers else 1.0
             negates = self.lex.negates(tokens, [_key(t, self._stems, self._stemmer) for t in tokens])
             novelty = len(keys - q.weights.keys()) / max(len(keys), 1)
             coverage = cover(keys)

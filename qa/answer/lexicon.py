@@ -219,7 +219,10 @@ def measures() -> Measures:
             gives = listed
         elif section == "period":
             adjectives = "".join("|" + re.escape(w) for w in listed if w != kind)  # "monthly"; the noun only after "per"
-            periods[kind] = re.compile(rf"\b(?:(?:per|a|an|each|every)\s+(?:\w+\s+)?{re.escape(kind)}{adjectives})\b", re.IGNORECASE)
-    money = [rf"[{re.escape(symbols)}]\s?\d|\d\s?[{re.escape(symbols)}]"] + ([rf"(?i:\b(?:{'|'.join(map(re.escape, gives))})\b)"] if gives else [])
+            # "per month", "every other week", "£9 a month", "3 days a week", "twice a year"; not "for a month" (how long)
+            rate = rf"(?:\b(?:per|each|every)|(?:\d|\b(?:once|twice|times)\b)\S*(?:\s+[^\W\d_]+){{0,2}}\s+an?)\s+(?:\w+\s+)?{re.escape(kind)}"
+            periods[kind] = re.compile(rf"(?:{rate}|\b(?:{adjectives.lstrip('|') or '(?!)'}))\b", re.IGNORECASE)
+    # a sum by a currency symbol, or a share of one ("4% above base rate", "up 3.5%")
+    money = [rf"[{re.escape(symbols)}]\s?\d|\d\s?[{re.escape(symbols)}]|\d\s?%|\d\s?per ?cent\b"] + ([rf"(?i:\b(?:{'|'.join(map(re.escape, gives))})\b)"] if gives else [])
     amount["money"] = amount.get("money", ()) + tuple(re.compile(p) for p in money)
     return Measures(amount=amount, asks_money=asks, periods=periods)

@@ -20,7 +20,7 @@ import numpy as np
 from qa.errors import ConfigError
 
 ARTIFACT = Path(__file__).with_name("answerability.json")
-ARTIFACT_SHA256 = "1210d1a246156810573628f89f866d4785827ce836433652ee6195c4b6c742ab"
+ARTIFACT_SHA256 = "a0e9310eac64d5338bed38dc31d2ce844a7333441c1d851055ed885437190acf"
 
 
 @dataclass(frozen=True)
