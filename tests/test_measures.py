@@ -4,10 +4,6 @@ words are terms, names and numbers at all."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from conftest import engine_over_document
@@ -17,8 +13,6 @@ from qa.answer.features import FEATURES, Featurizer, QuestionView
 from qa.answer.lexicon import DATA, measures
 from qa.answer.qtype import measures_asked
 from qa.terms import TermStats
-
-BUILD = Path(__file__).resolve().parents[1] / "bench" / "build_measures.py"
 
 POOL = """# Riverside Leisure Centre: membership
 
@@ -109,15 +103,6 @@ def test_a_rate_asked_per_week_conflicts_with_one_given_per_month_and_year(pool:
     assert _row(rows, "locker key")["period_conflict"] == 0.0  # names no period: nothing to conflict with
     same = _rows(pool, "What does adult membership cost per month?")
     assert _row(same, "£32 per month")["period_conflict"] == 0.0
-
-
-def test_make_measures_without_wordnet_says_how_to_install_it(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BUILD), "--wordnet", str(tmp_path), "--out", str(tmp_path / "m.tsv")],
-        capture_output=True, text=True,
-    )
-    assert result.returncode == 2 and "apt-get install -y wordnet-base" in result.stderr
-    assert not (tmp_path / "m.tsv").exists()
 
 
 def _view(question: str) -> QuestionView:

@@ -100,9 +100,10 @@ def test_make_synonyms_keeps_shared_frequent_senses_and_leaves_out_rare_senses_a
     assert "Princeton WordNet 3.0" in out.read_text(encoding="utf-8")
 
 
-def test_make_synonyms_without_wordnet_says_how_to_install_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("build", [BUILD, BUILD.with_name("build_measures.py")], ids=["make synonyms", "make measures"])
+def test_a_wordnet_build_without_wordnet_says_how_to_install_it(tmp_path: Path, build: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(BUILD), "--wordnet", str(tmp_path), "--out", str(tmp_path / "s.tsv")],
+        [sys.executable, str(build), "--wordnet", str(tmp_path), "--out", str(tmp_path / "s.tsv")],
         capture_output=True, text=True,
     )
     assert result.returncode == 2 and "apt-get install -y wordnet-base" in result.stderr
