@@ -70,7 +70,7 @@ def test_an_amount_counts_only_with_a_unit_of_its_kind(kind: str, sentence: str,
 
 
 def test_a_question_asks_for_money_or_a_unit_only_when_it_says_so() -> None:
-    assert measures_asked("How many weeks' notice do I have to give?") == {"time"}
+    assert measures_asked("how many weeks of holiday can I carry over") == {"time"}
     assert measures_asked("what fee do you charge for a late return") == {"money"}
     assert measures_asked("How much does the annual pass cost?") == {"money"}
     assert measures_asked("What's the deposit on a locker?") == frozenset()  # "deposit" is no WordNet price word
@@ -125,7 +125,7 @@ def test_one_as_a_pronoun_is_not_a_number_the_question_states() -> None:
 
 SHIPPING = """# Returns
 
-Customers outside the UK pay for return postage themselves. Parcels to Ireland are sent by courier.
+Customers outside Canada cover the shipping for returns. Parcels to Mexico are sent by courier.
 
 Returns are accepted within 30 days of delivery.
 """
@@ -137,9 +137,9 @@ def shipping(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 
 def test_a_country_named_as_excluded_does_not_conflict_with_the_one_asked_about(shipping: Engine) -> None:
-    rows = _rows(shipping, "I live in France, who pays the postage to send an order back?")
-    assert _row(rows, "outside the UK")["country_conflict"] == 0.0  # France is outside the UK: no other place named
-    assert _row(rows, "to Ireland")["country_conflict"] == 1.0  # Ireland is another place than France
+    rows = _rows(shipping, "I am in France: who covers the shipping when I send something back?")
+    assert _row(rows, "outside Canada")["country_conflict"] == 0.0  # France is outside Canada: no other place named
+    assert _row(rows, "to Mexico")["country_conflict"] == 1.0  # Mexico is another place than France
 
 
 SCHOOL = """# Autumn newsletter

@@ -66,10 +66,8 @@ _PERCENT_GIVEN = re.compile(r"%|\bper ?cent\b|\bhalf\b|\bthird\b|\bquarter\b", r
 
 _NEGATORS = frozenset({"not", "never", "no", "none", "nor", "neither", "nothing", "nobody", "nowhere", "without"})
 _NEAR = 1  # sentences either side that make a sentence's window
-_EXCLUDING = frozenset({"outside", "except", "excluding", "beyond", "than", "non"})  # "outside the UK" names no place
+_EXCLUDING = frozenset({"outside", "except", "excluding", "beyond", "than", "non"})  # "outside Canada" names no place
 _CONTRACTION = re.compile(r"(?:n?'t|'(?:m|s|re|ve|d|ll))$")
-
-
 _RANGE = re.compile(r"(?:([^\W\d_]+)\s+)?(\d+)\s*(?:-|–|to)\s*(?:([^\W\d_]+)\s+)?(\d+)\b", re.IGNORECASE)
 _NAME_RUN = re.compile(r"\b[A-Z][a-z]+(?:\s+(?:(?:of|and|for|the)\s+)*[A-Z][a-z]+)+")
 _LINKS = frozenset({"of", "and", "for", "the"})
@@ -207,12 +205,12 @@ class Featurizer:
             words=frozenset(w.lower() for w in raw),
             max_idf=max_idf,
             alternatives=alternatives,
-            measures=measures_asked(question),
+            measures=measures_asked(question, lambda word: _key(word, self._stems, self._stemmer)),
             periods=measures().periods_in(question),
         )
 
     def _countries_named(self, text: str) -> frozenset[str]:
-        """Country keys a sentence names as where something is so: "outside the UK" or "except France" name none."""
+        """Country keys a sentence names as where something is so: "outside Canada" or "except France" name none."""
         pairs = self.lex.pairs(text)
         return frozenset(
             k for i, (_, k) in enumerate(pairs)

@@ -6,7 +6,6 @@ come from the question's wh-word and its head noun, the word lists from `qa/answ
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 
@@ -130,25 +129,20 @@ _HOW_MUCH = re.compile(r"\bhow much\b", re.IGNORECASE)
 _WHAT = re.compile(r"\b(?:what|which)(?:['’]s)?\b((?:\W+[^\W\d_]+){1,4})", re.IGNORECASE)
 
 
-def measures_asked(question: str) -> frozenset[str]:
+def measures_asked(question: str, stem: Callable[[str], str] | None = None) -> frozenset[str]:
     """The kind of amount a question asks for: "how many days" time, "how much storage" nothing known, "what fee" or
-    "how much does it cost" money (`qa/answer/data/measures.tsv`)."""
+    "how much does it cost" money (`qa/answer/data/measures.tsv`). `stem` is the caller's Snowball stemmer (a
+    stemmer is not thread-safe: each featurizer passes its own); without one, a new one is made."""
     known = measures()
     counted = _HOW_MANY.search(question)
     if counted:
         kind = known.unit_kind(counted.group(1))
         if kind:
             return frozenset({kind})
-    stem = _stem()
-    words = re.findall(r"[^\W\d_]+", question)
-    if _HOW_MUCH.search(question) and any(stem(w.lower()) in known.asks_money for w in words):
+    stem = stem or stemmer().stemWord
+    if _HOW_MUCH.search(question) and any(stem(w.lower()) in known.asks_money for w in re.findall(r"[^\W\d_]+", question)):
         return frozenset({"money"})
     head = _WHAT.search(question)  # "what fee ...", "what's the monthly rent ...": the money word soon after
     if head and any(stem(w.lower()) in known.asks_money for w in re.findall(r"[^\W\d_]+", head.group(1))):
         return frozenset({"money"})
     return frozenset()
-
-
-@functools.lru_cache(maxsize=1)
-def _stem() -> Callable[[str], str]:
-    return stemmer().stemWord
